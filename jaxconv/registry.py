@@ -59,6 +59,16 @@ def create_model(name: str, *, num_classes: int = 10, in_channels: int = 3, imag
                          rngs=rngs, dtype=dtype, **kw)
 
 
+def min_image_size(name: str, *, in_channels: int = 3) -> int:
+    """The smallest ``image_size`` that ``create_model(name)`` accepts."""
+    from jaxconv.models.base import ImageSizeError
+    try:
+        create_model(name, image_size=1, in_channels=in_channels, num_classes=2)
+    except ImageSizeError as e:
+        return e.minimum
+    return 1
+
+
 def _ensure_loaded():
     # The families register themselves on import; importing here keeps `jaxconv.registry`
     # usable on its own.

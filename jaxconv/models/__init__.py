@@ -1,6 +1,7 @@
 """The model zoo: importing a family module registers its models."""
 
 from jaxconv.models import alexnet, densenet, googlenet, lenet, mlp, nin, resnet, vgg  # noqa: F401
-from jaxconv.registry import create_model, list_models, register_model
+from jaxconv.models.base import ImageSizeError
+from jaxconv.registry import create_model, list_models, min_image_size, register_model
 
-__all__ = ['create_model', 'list_models', 'register_model']
+__all__ = ['ImageSizeError', 'create_model', 'list_models', 'min_image_size', 'register_model']

@@ -7,6 +7,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 
+class ImageSizeError(ValueError):
+    """``image_size`` is too small for an architecture; ``minimum`` is the smallest that works."""
+
+    def __init__(self, arch: str, image_size: int, minimum: int):
+        super().__init__(f'{arch} needs image_size >= {minimum}, got {image_size}')
+        self.arch, self.image_size, self.minimum = arch, image_size, minimum
+
+
 class Classifier(nnx.Module):
     """Base of the registered models.
 
@@ -70,4 +78,4 @@ def require_image_size(arch: str, fn: nnx.Module, image_size: int, in_channels: 
             lo = mid + 1
         else:
             hi = mid
-    raise ValueError(f'{arch} needs image_size >= {lo}, got {image_size}')
+    raise ImageSizeError(arch, image_size, lo)

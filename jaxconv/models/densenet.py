@@ -54,17 +54,18 @@ class DenseNet(Classifier):
                         BatchNorm2d(num_channels, dtype=dtype), ReLU(),
                         MaxPool2d(3, stride=2, padding=1))
         blocks, c = [b1], num_channels
-        self.transition_channels = []
+        transition_channels = []
         for i, num_convs in enumerate(arch):
             blocks.append(DenseBlock(num_convs, c, growth_rate, **kw))
             c = blocks[-1].out_channels
             if i != len(arch) - 1:
                 c //= 2
                 blocks.append(transition_block(blocks[-1].out_channels, c, **kw))
-                self.transition_channels.append(c)
+                transition_channels.append(c)
         last = Sequential(BatchNorm2d(c, dtype=dtype), ReLU(), AdaptiveAvgPool2d((1, 1)), Flatten(),
                           Linear(c, num_classes, dtype=dtype, rngs=rngs))
         self.net = Sequential(*blocks, last)
+        self.transition_channels = tuple(transition_channels)  # static metadata: hashable
         require_image_size(self.arch, self.net, image_size, in_channels, dtype)
 
     def forward(self, x):
