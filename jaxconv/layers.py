@@ -224,11 +224,13 @@ def _pool_geometry(size: int, k: int, s: int, p: int, ceil_mode: bool) -> tuple[
         raise ValueError(f'pad should be at most half of effective kernel size, got pad={p}, '
                          f'kernel_size={k} (torch raises the same)')
     span = size + 2 * p - k
-    if span < 0:
-        raise ValueError(f'pooling window {k} (padding {p}) is larger than the input size {size}')
-    out = (-(-span // s) if ceil_mode else span // s) + 1
+    # torch: div_rtn(span + (s-1 if ceil_mode else 0), s) + 1 (floor division), so a ceil_mode
+    # window may overhang a too-small input by up to s - 1 cells.
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
     if ceil_mode and (out - 1) * s >= size + p:
         out -= 1
+    if out < 1:
+        raise ValueError(f'pooling window {k} (padding {p}) is larger than the input size {size}')
     extra = max(0, (out - 1) * s + k - (size + 2 * p))
     return out, extra
 

@@ -109,7 +109,9 @@ def to_flax(torch_module: torch.nn.Module, flax_module: nnx.Module) -> nnx.Modul
             problems.append(f'{e.torch_key}: torch {tuple(state[e.torch_key].shape)} -> '
                             f'{value.shape} does not fit Flax {e.flax_path} {target.shape}')
             continue
-        writes.append((e.variable, jnp.asarray(value, dtype=target.dtype)))
+        # A copy: on CPU jnp.asarray would share torch's memory, and a later in-place torch update
+        # (optimizer.step, BatchNorm statistics) would silently change the Flax model too.
+        writes.append((e.variable, jnp.array(value, dtype=target.dtype, copy=True)))
     used = {e.torch_key for e in entries}
     problems += [f'torch key {k} {tuple(v.shape)} left unused' for k, v in state.items()
                  if k not in used]
@@ -131,7 +133,7 @@ def to_torch(flax_module: nnx.Module, torch_module: torch.nn.Module) -> torch.nn
         if e.torch_key not in state:
             problems.append(f'torch model has no key {e.torch_key} for Flax {e.flax_path}')
             continue
-        value = e.to_torch(np.asarray(e.variable[...]))
+        value = e.to_torch(np.array(e.variable[...]))  # writable copy, owned by torch afterwards
         target = state[e.torch_key]
         if tuple(value.shape) != tuple(target.shape):
             problems.append(f'Flax {e.flax_path} {np.shape(e.variable[...])} -> {value.shape} does '

@@ -159,3 +159,30 @@ def test_tap_sees_every_layer_in_order():
         seq(jnp.ones((1, 4, 4, 1)))
     assert seen == [('Conv2d', (1, 4, 4, 2)), ('ReLU', (1, 4, 4, 2)), ('Flatten', (1, 32))]
     assert [n for n, _ in L.named_layers(seq)] == ['0', '1', '2']
+
+
+def test_ceil_mode_window_may_overhang_a_small_input_like_torch():
+    # torch: a 3×3/2 ceil_mode pool turns a 2×2 map into 1×1 (GoogLeNet relies on it).
+    for k in range(1, 6):
+        for s in range(1, 4):
+            for size in range(1, 8):
+                for ceil in (False, True):
+                    x = RNG.standard_normal((1, size, size, 2)).astype(np.float32)
+                    try:
+                        ref = torch.nn.functional.max_pool2d(nchw(x), k, s, 0, ceil_mode=ceil)
+                    except RuntimeError:
+                        with pytest.raises(ValueError):
+                            L.MaxPool2d(k, s, 0, ceil_mode=ceil)(jnp.asarray(x))
+                        continue
+                    assert_close(L.MaxPool2d(k, s, 0, ceil_mode=ceil)(jnp.asarray(x)), nhwc(ref), 0)
+
+
+def test_to_flax_copies_instead_of_aliasing_torch_memory():
+    tbn = torch.nn.BatchNorm2d(3)
+    bn = L.BatchNorm2d(3)
+    to_flax(torch.nn.Sequential(tbn), L.Sequential(bn))
+    with torch.no_grad():
+        tbn.running_mean.add_(5.0)
+        tbn.bias.add_(1.0)
+    np.testing.assert_array_equal(bn.mean[...], np.zeros(3))
+    np.testing.assert_array_equal(bn.bias[...], np.zeros(3))
