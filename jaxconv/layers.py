@@ -260,7 +260,9 @@ class MaxPool2d(_Pool2d):
     """``torch.nn.MaxPool2d``: stride defaults to the kernel, pads with -inf, ``ceil_mode``."""
 
     def forward(self, x):
-        init = jnp.array(-jnp.inf, x.dtype)
+        # A numpy constant: reduce_window's init must not be a traced value, or JAX cannot
+        # differentiate it ("Linearization failed").
+        init = np.array(-np.inf, x.dtype)
         return self._reduce(x, init, jax.lax.max, self._pads(x))
 
 
@@ -278,21 +280,19 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         pads = self._pads(x)
-        total = self._reduce(x, jnp.array(0, x.dtype), jax.lax.add, pads)
+        total = self._reduce(x, np.array(0, x.dtype), jax.lax.add, pads)
         if self.padding == (0, 0) and all(hi == 0 for _, hi in pads):
             return total / (self.kernel_size[0] * self.kernel_size[1])
-        # Divisor per output position: count the window's cells that torch counts.
-        h, w = x.shape[1:3]
-        ones = np.ones((1, h, w, 1), np.float64)
-        if self.count_include_pad:
-            ph, pw = self.padding
-            ones = np.pad(ones, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=1.0)
-            count_pads = [(0, hi - lo) for lo, hi in pads]
-        else:
-            count_pads = pads
-        counts = np.asarray(jax.lax.reduce_window(
-            ones, 0.0, jax.lax.add, (1, *self.kernel_size, 1), (1, *self.stride, 1),
-            [(0, 0), *count_pads, (0, 0)]))
+        # Divisor per output position: the window's cells that torch counts, clipped to the
+        # padded input (count_include_pad) or to the input; separable in H and W. Plain numpy:
+        # the geometry is static, so this stays a constant under jit.
+        counts = []
+        for size, k, s, (lo, _), out in zip(x.shape[1:3], self.kernel_size, self.stride, pads,
+                                             total.shape[1:3]):
+            start = np.arange(out) * s - lo
+            low, high = (-lo, size + lo) if self.count_include_pad else (0, size)
+            counts.append(np.minimum(start + k, high) - np.maximum(start, low))
+        counts = np.outer(*counts)[None, :, :, None]
         return total / jnp.asarray(counts, x.dtype)
 
 

@@ -186,3 +186,15 @@ def test_to_flax_copies_instead_of_aliasing_torch_memory():
         tbn.bias.add_(1.0)
     np.testing.assert_array_equal(bn.mean[...], np.zeros(3))
     np.testing.assert_array_equal(bn.bias[...], np.zeros(3))
+
+
+@pytest.mark.parametrize('pool', [L.MaxPool2d(3, 2, 1, ceil_mode=True), L.AvgPool2d(3, 2, 1),
+                                  L.AvgPool2d(2)])
+def test_pools_are_differentiable_under_jit(pool):
+    x = jnp.asarray(RNG.standard_normal((2, 7, 7, 3)), jnp.float32)
+    g = jax.jit(jax.grad(lambda x: (pool(x) ** 2).sum()))(x)
+    tx = nchw(np.asarray(x)).requires_grad_()
+    tpool = (torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True) if isinstance(pool, L.MaxPool2d)
+             else torch.nn.AvgPool2d(pool.kernel_size, pool.stride, pool.padding))
+    (tpool(tx) ** 2).sum().backward()
+    assert_close(g, nhwc(tx.grad), 1e-6)
