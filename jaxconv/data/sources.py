@@ -293,7 +293,14 @@ def make_builder(name: str, tfds_dir: os.PathLike | str | None = None, *,
 @contextlib.contextmanager
 def _prepare_lock(root: Path, tname: str):
     """Exclusive lock so two processes never prepare the same dataset at once."""
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"the tfds data dir {root} is not a directory; pass --tfds-dir DIR "
+                        f"(load_split(..., tfds_dir=DIR)) naming a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # no permission, read-only file system, a file higher up
+        raise DataError(f"cannot create the tfds data dir {root} ({e.strerror}); pass "
+                        f"--tfds-dir DIR naming a writable directory") from None
     with open(root / f".{tname}.jaxconv-lock", "a+") as fh:
         try:
             import fcntl

@@ -1,0 +1,138 @@
+"""The training configuration: one frozen dataclass, resolved against the recipe and checked.
+
+``TrainConfig`` holds exactly what ``train.py`` accepts; fields left ``None`` take the value of the
+architecture's recipe (:mod:`jaxconv.training.recipes`) in :func:`resolve`. ``RUN_FIELDS`` are the
+fields that determine the trajectory of a run: a resumed run must agree on all of them, or it
+would not continue the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from jaxconv.data import DATASETS
+from jaxconv.optim import OPTIMIZERS
+from jaxconv.training.errors import ConfigError
+from jaxconv.training.recipes import SCHEDULES, recipe_for
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs. ``None`` means "the recipe's value"."""
+
+    arch: str
+    dataset: str = 'fashion_mnist'
+    data_dir: str | None = None      # directory with the official files (else tfds lookup)
+    tfds_dir: str | None = None      # where tfds prepares datasets (else $TFDS_DATA_DIR)
+    image_size: int | None = None
+    batch_size: int | None = None    # global batch, over all devices and processes
+    epochs: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9            # for 'momentum' and 'nesterov'
+    schedule: str | None = None
+    seed: int = 0
+    workdir: str | None = None       # default: runs/<arch>-<dataset>
+    resume: bool = False
+    overwrite: bool = False
+    limit_train: int | None = None   # use the first N training examples
+    limit_eval: int | None = None    # evaluate on the first N test examples
+    devices: int | None = None       # None: every device JAX sees
+    keep_checkpoints: int = 3
+    progress: bool = True
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    distributed: bool = False        # jax.distributed.initialize() with cluster autodetection
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+#: Fields a resumed run must share with the run it continues. ``epochs`` joins them when the
+#: learning-rate schedule depends on the run's length (every schedule but 'constant').
+RUN_FIELDS = ('arch', 'dataset', 'image_size', 'batch_size', 'optimizer', 'lr', 'weight_decay',
+              'momentum', 'schedule', 'seed', 'limit_train', 'limit_eval')
+
+
+def run_fields(config: TrainConfig) -> dict[str, Any]:
+    """The trajectory-defining part of a resolved config (what resuming must match)."""
+    names = RUN_FIELDS + (() if config.schedule == 'constant' else ('epochs',))
+    return {name: getattr(config, name) for name in names}
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """Fill every ``None`` hyper-parameter from the recipe and check the values.
+
+    Raises ``ConfigError`` naming the bad value and what is allowed; architecture-dependent
+    checks (minimum image size) and device checks come later, once a model and devices exist.
+    """
+    from jaxconv.registry import list_models
+
+    archs = list_models()
+    if config.arch not in archs:
+        raise ConfigError(f'unknown arch {config.arch!r}; choose one of: {", ".join(archs)}')
+    if config.dataset not in DATASETS:
+        raise ConfigError(f'unknown dataset {config.dataset!r}; choose one of: '
+                          f'{", ".join(sorted(DATASETS))}')
+    recipe = recipe_for(config.arch)
+    filled = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)
+              if f.name in TrainConfig.__dataclass_fields__ and getattr(config, f.name) is None}
+    if config.workdir is None:
+        filled['workdir'] = f'runs/{config.arch}-{config.dataset}'
+    config = config.replace(**filled)
+
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(f'unknown optimizer {config.optimizer!r}; choose one of: '
+                          f'{", ".join(OPTIMIZERS)}')
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(f'unknown schedule {config.schedule!r}; choose one of: '
+                          f'{", ".join(SCHEDULES)}')
+    _positive_int(config, 'image_size', 'batch_size', 'keep_checkpoints')
+    _positive_int(config, 'limit_train', 'limit_eval', 'devices', 'num_processes', optional=True)
+    if not _is_int(config.epochs) or config.epochs < 0:
+        raise ConfigError(f'--epochs must be a non-negative integer, got {config.epochs!r}')
+    if not _is_int(config.seed) or config.seed < 0:
+        raise ConfigError(f'--seed must be a non-negative integer, got {config.seed!r}')
+    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
+        raise ConfigError(f'--lr must be a positive number, got {config.lr!r}')
+    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        raise ConfigError(f'--weight-decay must be >= 0, got {config.weight_decay!r}')
+    if not 0 <= config.momentum < 1:
+        raise ConfigError(f'--momentum must be in [0, 1), got {config.momentum!r}')
+    if config.resume and config.overwrite:
+        raise ConfigError('--resume and --overwrite exclude each other')
+    explicit = (config.coordinator_address, config.num_processes, config.process_id)
+    if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
+        raise ConfigError('--coordinator-address, --num-processes and --process-id go together')
+    if config.process_id is not None and not 0 <= config.process_id < config.num_processes:
+        raise ConfigError(f'--process-id must be in [0, {config.num_processes}), '
+                          f'got {config.process_id}')
+    return config
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _positive_int(config, *names, optional=False):
+    for name in names:
+        v = getattr(config, name)
+        if v is None and optional:
+            continue
+        if not _is_int(v) or v <= 0:
+            flag = '--' + name.replace('_', '-')
+            raise ConfigError(f'{flag} must be a positive integer, got {v!r}')
+
+
+def config_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """``'name: saved -> new'`` for every run-defining field that differs from ``saved``."""
+    names = dict.fromkeys([*saved, *run_fields(config)])
+    return [f'{n}: {saved.get(n)!r} -> {getattr(config, n, None)!r}'
+            for n in names if saved.get(n) != getattr(config, n, None)]

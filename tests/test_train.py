@@ -1,0 +1,419 @@
+"""train.py and jaxconv.training: the command line, the outputs, resuming, failure handling.
+
+Runs on real Fashion-MNIST from ``shared/datasets`` (next to the repository), prepared once per
+session into a temporary tfds directory (or ``$TFDS_DATA_DIR``). Every run is tiny (LeNet on a
+few hundred images) except THE vgg11 command of the issue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxconv.data import DATASETS
+from jaxconv.optim import OPTIMIZERS
+from jaxconv.registry import list_models
+from jaxconv.training import TrainConfig, recipe_for, resolve
+from jaxconv.training import loop as loop_module
+from jaxconv.training.checkpoints import Checkpoints
+from jaxconv.training.cli import build_parser, main
+from jaxconv.training.config import config_differences, run_fields
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / 'shared'
+FASHION_MNIST = SHARED / 'datasets' / 'fashion-mnist'
+
+needs_data = pytest.mark.skipif(not FASHION_MNIST.is_dir(),
+                                reason=f'Fashion-MNIST not found at {FASHION_MNIST}')
+
+# Keys of a metrics record that measure time, not the run (they differ between two equal runs).
+TIMING_KEYS = ('images_per_sec', 'train_seconds', 'epoch_seconds', 'elapsed_seconds')
+
+
+@pytest.fixture(scope='session')
+def tfds_dir(tmp_path_factory) -> str:
+    """Where the datasets are prepared: $TFDS_DATA_DIR, else one directory for the session
+    (a fixed name, so test modules importing this fixture share the prepared data)."""
+    if os.environ.get('TFDS_DATA_DIR'):
+        return os.environ['TFDS_DATA_DIR']
+    path = tmp_path_factory.getbasetemp() / 'tfds'
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
+def data_args(tfds_dir: str) -> list[str]:
+    return ['--data-dir', str(FASHION_MNIST), '--tfds-dir', tfds_dir, '--no-progress']
+
+
+def tiny_run(tfds_dir: str, workdir, *extra: str, arch: str = 'lenet') -> list[str]:
+    """Arguments of a run of a few seconds: 512 training images in batches of 64, 2 epochs."""
+    return ['--arch', arch, *data_args(tfds_dir), '--workdir', str(workdir),
+            '--limit-train', '512', '--limit-eval', '256', '--batch-size', '64', '--epochs', '2',
+            *extra]
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def final_state(workdir):
+    """The train state of the latest checkpoint, as numpy leaves (structure-free)."""
+    ckpts = Checkpoints(workdir)
+    step = ckpts.latest_step()
+    state, _ = ckpts.restore(step)
+    ckpts.close()
+    return step, [np.asarray(x) for x in jax.tree.leaves(state)]
+
+
+def run_train_py(args, *, env=None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
+    return subprocess.run([sys.executable, str(REPO / 'train.py'), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, **kw)
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line
+# ------------------------------------------------------------------------------------------------
+def test_help_lists_every_option_arch_and_recipe():
+    text = build_parser().format_help()
+    for option in ('--arch', '--dataset', '--data-dir', '--image-size', '--batch-size', '--epochs',
+                   '--optimizer', '--lr', '--weight-decay', '--seed', '--workdir', '--resume',
+                   '--limit-train', '--limit-eval', '--devices', '--overwrite',
+                   '--coordinator-address', '--num-processes', '--process-id'):
+        assert option in text
+    for name in list(DATASETS) + list(OPTIMIZERS):
+        assert name in text
+    epilog = text[text.index('default recipe per arch'):]
+    for arch in list_models():
+        recipe = recipe_for(arch)
+        row = next(line.split() for line in epilog.splitlines() if line.split()[:1] == [arch])
+        assert row[1:5] == [str(recipe.image_size), str(recipe.batch_size), recipe.optimizer,
+                            f'{recipe.lr:g}'], arch
+        assert row[6] == str(recipe.epochs)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--batch-size', '0'], '--batch-size must be a positive integer'),
+    (['--batch-size', '-8'], '--batch-size must be a positive integer'),
+    (['--epochs', '-1'], '--epochs must be a non-negative integer'),
+    (['--lr', '0'], '--lr must be a positive number'),
+    (['--lr', '-0.1'], '--lr must be a positive number'),
+    (['--lr', 'nan'], '--lr must be a positive number'),
+    (['--arch', 'nonet'], "invalid choice: 'nonet'"),
+    (['--dataset', 'imagenet'], "invalid choice: 'imagenet'"),
+    (['--optimizer', 'lion'], "invalid choice: 'lion'"),
+    (['--arch', 'vgg11', '--image-size', '16'], 'vgg11 needs image_size >= 32'),
+    (['--devices', '64'], '--devices 64: only'),
+    (['--limit-train', '10'], 'no full batch'),
+    (['--resume', '--overwrite'], 'exclude each other'),
+    (['--process-id', '1'], 'go together'),
+])
+def test_bad_arguments_give_one_argparse_error_and_write_nothing(tmp_path, capsys, args, message):
+    workdir = tmp_path / 'run'
+    argv = ['--arch', 'lenet', '--workdir', str(workdir), *args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if 'error:' in line]
+    assert len(error_lines) == 1 and message in error_lines[0], err
+    if 'invalid choice' in message:  # argparse lists the valid choices
+        assert 'choose from' in error_lines[0]
+    assert 'Traceback' not in err
+    assert not workdir.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('arch', list_models())
+def test_every_default_recipe_builds_its_model(arch):
+    """The recipe's image size suits the arch on Fashion-MNIST (1 channel), and the model's
+    variables are all of the kinds the train state holds; ~1 min for all."""
+    from jaxconv.training.loop import build_model
+    from jaxconv.training.steps import split_model
+    config = resolve(TrainConfig(arch=arch))
+    split_model(build_model(config, DATASETS[config.dataset]))
+
+
+def test_unknown_arch_lists_every_valid_arch(capsys):
+    with pytest.raises(SystemExit):
+        main(['--arch', 'nonet'])
+    err = capsys.readouterr().err
+    assert all(arch in err for arch in list_models())
+
+
+def test_missing_data_is_one_message_without_traceback(tmp_path, capsys):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    workdir = tmp_path / 'run'
+    code = main(['--arch', 'lenet', '--data-dir', str(empty), '--tfds-dir', str(tmp_path / 'tfds'),
+                 '--workdir', str(workdir)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith('train.py: data error: Fashion-MNIST') and 'was not found' in err
+    assert 'Traceback' not in err
+    assert not workdir.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# A real (tiny) run and what it leaves in the workdir
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def lenet_run(tmp_path_factory, tfds_dir):
+    """One tiny LeNet run through ``main``; its workdir is shared by the tests below (read only)."""
+    if not FASHION_MNIST.is_dir():
+        pytest.skip(f'Fashion-MNIST not found at {FASHION_MNIST}')
+    workdir = tmp_path_factory.mktemp('lenet') / 'run'
+    assert main(tiny_run(tfds_dir, workdir)) == 0
+    return workdir
+
+
+def test_run_writes_metrics_summary_curves_and_checkpoints(lenet_run):
+    records = read_jsonl(lenet_run / 'metrics.jsonl')
+    assert [r['epoch'] for r in records] == [0, 1]
+    for r in records:
+        for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy', 'images_per_sec'):
+            assert np.isfinite(r[key]), key
+        assert 0 <= r['test_accuracy'] <= 1
+    assert records[1]['step'] == 2 * 512 // 64
+    summary = json.loads((lenet_run / 'summary.json').read_text())
+    for key in ('arch', 'dataset', 'epochs', 'final_test_accuracy', 'best_test_accuracy',
+                'images_per_sec', 'wall_seconds', 'config'):
+        assert summary[key] is not None, key
+    assert summary['arch'] == 'lenet' and summary['dataset'] == 'fashion_mnist'
+    assert summary['epochs'] == 2
+    assert summary['final_test_accuracy'] == records[-1]['test_accuracy']
+    assert summary['best_test_accuracy'] == max(r['test_accuracy'] for r in records)
+    assert summary['config']['batch_size'] == 64 and summary['config']['image_size'] == 28
+    assert (lenet_run / 'curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    ckpts = Checkpoints(lenet_run)
+    assert ckpts.all_steps() == [8, 16]
+    ckpts.close()
+
+
+def test_tiny_lenet_learns(lenet_run):
+    records = read_jsonl(lenet_run / 'metrics.jsonl')
+    # 16 Adam steps from chance (2.30): the loss must go down, whatever the exact figure.
+    assert records[-1]['train_loss'] < records[0]['train_loss'] < 2.5
+
+
+def test_new_run_in_used_workdir_refuses_without_overwrite(lenet_run, capsys):
+    before = (lenet_run / 'metrics.jsonl').read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main(['--arch', 'lenet', '--workdir', str(lenet_run)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'already holds a run' in err and '--resume' in err and '--overwrite' in err
+    assert (lenet_run / 'metrics.jsonl').read_text() == before
+
+
+def test_resume_with_other_settings_names_the_differences(lenet_run, tfds_dir, capsys):
+    before = (lenet_run / 'metrics.jsonl').read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_run(tfds_dir, lenet_run, '--resume', '--lr', '0.5', '--image-size', '32'))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'different configuration' in err
+    assert f"lr: {recipe_for('lenet').lr!r} -> 0.5" in err and 'image_size: 28 -> 32' in err
+    assert (lenet_run / 'metrics.jsonl').read_text() == before
+
+
+@needs_data
+def test_overwrite_deletes_the_old_run(lenet_run, tfds_dir, tmp_path):
+    import shutil
+    workdir = tmp_path / 'copy'
+    shutil.copytree(lenet_run, workdir)
+    (workdir / 'notes.txt').write_text('not ours')
+    assert main(tiny_run(tfds_dir, workdir, '--overwrite', '--epochs', '0')) == 0
+    assert not (workdir / 'metrics.jsonl').exists() or read_jsonl(workdir / 'metrics.jsonl') == []
+    assert not (workdir / 'curves.png').exists()
+    assert Checkpoints(workdir).all_steps() == []
+    assert json.loads((workdir / 'summary.json').read_text())['epochs'] == 0
+    assert json.loads((workdir / 'config.json').read_text())['config']['epochs'] == 0
+    assert (workdir / 'notes.txt').read_text() == 'not ours'  # only the run's own outputs go
+
+
+@needs_data
+def test_resume_of_a_finished_run_changes_nothing(lenet_run, tfds_dir, tmp_path):
+    import shutil
+    workdir = tmp_path / 'copy'
+    shutil.copytree(lenet_run, workdir)
+    assert main(tiny_run(tfds_dir, workdir, '--resume')) == 0
+    assert read_jsonl(workdir / 'metrics.jsonl') == read_jsonl(lenet_run / 'metrics.jsonl')
+
+
+def test_epochs_may_change_on_resume_only_with_a_constant_schedule():
+    base = resolve(TrainConfig(arch='lenet', epochs=2, schedule='constant'))
+    assert config_differences(run_fields(base), base.replace(epochs=5)) == []
+    cosine = base.replace(schedule='cosine')
+    assert config_differences(run_fields(cosine), cosine.replace(epochs=5)) == ['epochs: 2 -> 5']
+
+
+# ------------------------------------------------------------------------------------------------
+# Resuming gives the run that was never interrupted
+# ------------------------------------------------------------------------------------------------
+def raise_signal_at(step: int, signum: int, monkeypatch):
+    """Make the train step send ``signum`` to this process just before global step ``step``."""
+    real = loop_module.train_steps.make_train_step
+
+    def make(*args, **kwargs):
+        step_fn = real(*args, **kwargs)
+
+        def wrapped(state, rngs, x, y):
+            if int(state['step']) == step:
+                signal.raise_signal(signum)
+            return step_fn(state, rngs, x, y)
+        return wrapped
+
+    monkeypatch.setattr(loop_module.train_steps, 'make_train_step', make)
+
+
+@needs_data
+def test_interrupted_mid_epoch_resumes_exactly(tfds_dir, tmp_path, monkeypatch):
+    """SIGINT during epoch 1 (32 steps of 16): the run stops at the next metrics fetch (after
+    steps 1, 11, 21, ...: step 21), checkpoints mid-epoch with the epoch's partial sums, exits
+    130; --resume continues from step 21 with the same batches and dropout masks, ending
+    bit-identical to an uninterrupted run.
+    """
+    args = lambda workdir: tiny_run(tfds_dir, workdir, '--batch-size', '16',  # noqa: E731
+                                    arch='mlp_dropout')
+    assert main(args(tmp_path / 'reference')) == 0
+
+    workdir = tmp_path / 'interrupted'
+    with monkeypatch.context() as patch:
+        raise_signal_at(12, signal.SIGINT, patch)
+        assert main(args(workdir)) == 128 + signal.SIGINT
+    ckpts = Checkpoints(workdir)
+    assert ckpts.all_steps() == [21]
+    _, meta = ckpts.restore(21)
+    ckpts.close()
+    assert (meta['epoch'], meta['step_in_epoch'], meta['partial']['steps']) == (0, 21, 21)
+    assert not (workdir / 'metrics.jsonl').read_text()
+
+    assert main([*args(workdir), '--resume']) == 0
+    assert without_timing(read_jsonl(workdir / 'metrics.jsonl')) == \
+        without_timing(read_jsonl(tmp_path / 'reference' / 'metrics.jsonl'))
+    (step_a, leaves_a) = final_state(tmp_path / 'reference')
+    (step_b, leaves_b) = final_state(workdir)
+    assert step_a == step_b == 64
+    for a, b in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_data
+def test_sigterm_then_resume_equals_uninterrupted(tfds_dir, tmp_path):
+    """A real signal from outside, once the first checkpoint is written: train.py checkpoints
+    and exits 143; --resume then finishes the run with the same metrics.jsonl and bit-identical
+    final parameters as a run never interrupted."""
+    args = lambda workdir: tiny_run(tfds_dir, workdir, '--epochs', '3')  # noqa: E731
+    reference = tmp_path / 'reference'
+    assert main(args(reference)) == 0
+
+    interrupted = tmp_path / 'interrupted'
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+    proc = subprocess.Popen([sys.executable, str(REPO / 'train.py'), *args(interrupted)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # the loop prints this line once the first checkpoint is complete
+        if 'checkpoint 8 saved' in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    assert 'interrupted by signal' in out and '--resume' in out
+    ckpts = Checkpoints(interrupted)
+    stopped_at = ckpts.latest_step()
+    ckpts.close()
+    assert 8 <= stopped_at < 24
+    assert not (interrupted / 'summary.json').exists()
+
+    resumed = run_train_py([*args(interrupted), '--resume'])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f'resuming from checkpoint {stopped_at}' in resumed.stdout
+    assert without_timing(read_jsonl(interrupted / 'metrics.jsonl')) == \
+        without_timing(read_jsonl(reference / 'metrics.jsonl'))
+    (step_a, leaves_a), (step_b, leaves_b) = final_state(reference), final_state(interrupted)
+    assert step_a == step_b == 24
+    for a, b in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------------
+# Divergence
+# ------------------------------------------------------------------------------------------------
+@needs_data
+def test_nonfinite_loss_stops_and_keeps_the_last_good_epoch(tfds_dir, tmp_path, capsys,
+                                                            monkeypatch):
+    """The loss turns NaN at global step 11 (epoch 2): exit 1 naming the step; epoch 1's metrics
+    line and checkpoint stay, nothing of epoch 2 is written."""
+    real = loop_module.train_steps.make_train_step
+
+    def poisoned(*args, **kwargs):
+        step_fn = real(*args, **kwargs)
+
+        def step(state, rngs, x, y):
+            first = int(state['step'])
+            state, metrics = step_fn(state, rngs, x, y)
+            if first == 11:
+                metrics = {**metrics, 'loss': metrics['loss'] * np.nan}
+            return state, metrics
+        return step
+
+    monkeypatch.setattr(loop_module.train_steps, 'make_train_step', poisoned)
+    workdir = tmp_path / 'run'
+    assert main(tiny_run(tfds_dir, workdir)) == 1
+    err = capsys.readouterr().err
+    assert 'loss is nan at step 11 (epoch 2, batch 4 of 8)' in err and 'Traceback' not in err
+    assert 'the last good checkpoint (step 8) and metrics are kept' in err
+    assert [r['epoch'] for r in read_jsonl(workdir / 'metrics.jsonl')] == [0]
+    ckpts = Checkpoints(workdir)
+    assert ckpts.all_steps() == [8]
+    ckpts.close()
+    assert not (workdir / 'summary.json').exists()
+
+
+@needs_data
+def test_a_real_divergence_is_caught(tfds_dir, tmp_path, capsys):
+    workdir = tmp_path / 'run'
+    code = main(tiny_run(tfds_dir, workdir, '--optimizer', 'sgd', '--lr', '1e38', arch='mlp'))
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert 'the training loss is inf at step 1 (epoch 1' in err
+    assert 'no checkpoint was written yet' in err
+
+
+# ------------------------------------------------------------------------------------------------
+# THE command of the issue
+# ------------------------------------------------------------------------------------------------
+VGG11_COMMAND = ['--arch', 'vgg11', '--data-dir', '../shared/datasets/fashion-mnist', '--epochs',
+                 '1', '--limit-train', '2048', '--limit-eval', '512']
+
+
+@pytest.mark.slow
+@needs_data
+def test_vgg11_command_runs_end_to_end(tfds_dir, tmp_path):
+    workdir = tmp_path / 'vgg11'
+    result = run_train_py([*VGG11_COMMAND, '--workdir', str(workdir), '--tfds-dir', tfds_dir],
+                          timeout=3600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = 2048 // recipe_for('vgg11').batch_size
+    records = read_jsonl(workdir / 'metrics.jsonl')
+    assert len(records) == 1 and records[0]['step'] == steps
+    assert np.isfinite(records[0]['test_loss']) and 0 <= records[0]['test_accuracy'] <= 1
+    summary = json.loads((workdir / 'summary.json').read_text())
+    assert summary['arch'] == 'vgg11' and summary['config']['image_size'] == 32
+    assert summary['final_test_accuracy'] == records[0]['test_accuracy']
+    assert (workdir / 'curves.png').read_bytes()[:4] == b'\x89PNG'
+    ckpts = Checkpoints(workdir)
+    assert ckpts.all_steps() == [steps]
+    ckpts.close()
