@@ -1,0 +1,1 @@
+"""Speed benchmarks of jaxconv against its torch twins (see benchmarks/README.md)."""

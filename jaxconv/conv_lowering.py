@@ -1,0 +1,316 @@
+"""How ``Conv2d`` turns into XLA operations: per layer shape, per pass (forward, dx, dW).
+
+Why this exists: XLA:CPU lowers a convolution to Eigen's spatial convolution, which is fast for
+the forward pass and the input gradient on feature maps of 4×4 and larger, but (measured on the
+2-core AVX-512 machine this project runs on; ``benchmarks/conv_layers.py`` re-measures it):
+  * on 2×2 and 1×1 maps the forward and input-gradient convolutions fall off Eigen's fast path
+    and run at well under 1 GFLOP/s, about 100-300× slower than the same arithmetic as a matmul;
+  * the weight gradient (a convolution whose "kernel" is the whole output map) runs 1.5-4×
+    slower than the forward on maps of 8×8 and larger;
+while XLA's own float32 matmul reaches the machine's peak. So a convolution is split into its
+three passes and each pass uses the lowering that is fast for its shape (``plan``):
+  * ``'xla'``: ``lax.conv_general_dilated`` (Eigen on CPU, cuDNN on GPU);
+  * ``'im2col'``: gather the kh·kw shifted views of the padded input into one patch matrix and
+    do a single matmul (K = kh·kw·C_in); its transpose (dx) is a matmul followed by a sum of
+    shifted pads, its dW one matmul of the patches with dy;
+  * ``'taps'``: one matmul per kernel tap on the shifted view, summed: no patch matrix, which
+    saves memory traffic when the weight gradient's contraction (N·H·W) is long.
+Taps that only ever read padding are dropped (a 3×3 conv on a 1×1 map is one matmul with the
+centre tap), which is exact: those products are all zeros.
+
+The three passes are tied together with ``jax.custom_vjp``: each gradient is the exact
+transpose of a convolution (computed by ``jax.vjp`` of the chosen lowering), so every plan
+gives the same numbers up to float rounding order. Off CPU (GPU/TPU) every pass is ``'xla'``.
+``lowering(...)`` forces one lowering everywhere (for benchmarks and tests); it is read when a
+function is traced, so set it before ``jax.jit`` traces the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+LOWERINGS = ('xla', 'im2col', 'taps')
+
+
+class ConvSpec(NamedTuple):
+    """The static geometry of one convolution (hashable: a ``custom_vjp`` static argument)."""
+
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+
+class Pass(NamedTuple):
+    """A lowering for one pass, run on the whole batch or on ``chunk`` images at a time."""
+
+    lowering: str
+    chunk: int | None = None
+
+    def __str__(self):
+        return self.lowering if self.chunk is None else f'{self.lowering}[{self.chunk}]'
+
+
+class Plan(NamedTuple):
+    """How each pass of one convolution is lowered."""
+
+    fwd: Pass
+    dx: Pass
+    dw: Pass
+
+    def __str__(self):
+        return '/'.join(map(str, self))
+
+
+# Thresholds of ``cpu_plan``, measured on the project machine (2 cores, 2 MB of L2 each).
+PATCH_BUDGET_BYTES = 8 * 2 ** 20   # an im2col patch-matrix chunk for dW on large maps
+SMALL_VIEW_BYTES = 4 * 2 ** 20     # one tap's view of the input: "small problem" below this
+TAPS_MIN_CHANNELS = 64             # per-tap matmuls need K = C_in at least this wide
+
+
+class ConvCall(NamedTuple):
+    """One convolution as traced: shapes, geometry and the plan it got."""
+
+    x_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    spec: ConvSpec
+    plan: Plan
+
+
+_FORCED: contextvars.ContextVar[str | None] = contextvars.ContextVar('jaxconv_conv_lowering',
+                                                                     default=None)
+_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar('jaxconv_conv_record',
+                                                                     default=None)
+
+
+@contextlib.contextmanager
+def lowering(name: str | None):
+    """Use lowering ``name`` for every pass of every conv traced inside this block (None: auto)."""
+    if name is not None and name not in LOWERINGS:
+        raise ValueError(f'unknown conv lowering {name!r}; choose one of {LOWERINGS}')
+    token = _FORCED.set(name)
+    try:
+        yield
+    finally:
+        _FORCED.reset(token)
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect a ``ConvCall`` for every convolution traced inside this block (a list)."""
+    calls: list[ConvCall] = []
+    token = _RECORD.set(calls)
+    try:
+        yield calls
+    finally:
+        _RECORD.reset(token)
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry
+# --------------------------------------------------------------------------------------------
+def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _live_taps(size: int, k: int, s: int, p: int, d: int) -> list[int]:
+    """Kernel taps that read at least one real (unpadded) input for some output position."""
+    out = _out_size(size, k, s, p, d)
+    return [i for i in range(k) if any(p <= i * d + s * o < p + size for o in range(out))]
+
+
+# --------------------------------------------------------------------------------------------
+# Lowerings. Each maps x (N, H, W, C_in) and w (kh, kw, C_in/groups, C_out) to y (N, H', W', C_out)
+# with plain differentiable jax ops; their autodiff transposes are the dx / dW lowerings.
+# --------------------------------------------------------------------------------------------
+def conv_xla(x, w, spec: ConvSpec):
+    return lax.conv_general_dilated(
+        x, w, window_strides=spec.stride, padding=[(p, p) for p in spec.padding],
+        rhs_dilation=spec.dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        feature_group_count=spec.groups)
+
+
+def _shifted_views(x, w_shape, spec: ConvSpec):
+    """The padded input's strided view under each live tap, and the live tap indices."""
+    n, h, wd, c = x.shape
+    kh, kw = w_shape[:2]
+    (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
+    rows, cols = _live_taps(h, kh, sh, ph, dh), _live_taps(wd, kw, sw, pw, dw)
+    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if (ph or pw) else x
+    views = [lax.slice(xp, (0, i * dh, j * dw, 0),
+                       (n, i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1, c),
+                       (1, sh, sw, 1))
+             for i in rows for j in cols]
+    return views, rows, cols, (n, oh, ow)
+
+
+def _dense_weight(w, groups: int):
+    """A grouped HWIO kernel as the equivalent dense one: zeros off the group blocks.
+
+    Multiplying by those zeros adds exact zeros, so the result is the grouped convolution; the
+    gradient of the dense weight restricted to the blocks (what autodiff returns through this
+    reshape) is the grouped weight's gradient.
+    """
+    if groups == 1:
+        return w
+    kh, kw, cig, co = w.shape
+    cog = co // groups
+    blocks = w.reshape(kh, kw, cig, groups, cog)   # HWIO's out channels are group-major
+    eye = jnp.eye(groups, dtype=w.dtype)
+    return jnp.einsum('hwigo,gk->hwgiko', blocks, eye).reshape(kh, kw, cig * groups, co)
+
+
+def conv_im2col(x, w, spec: ConvSpec):
+    views, rows, cols, (n, oh, ow) = _shifted_views(x, w.shape, spec)
+    w = _dense_weight(w, spec.groups)
+    w = w[np.asarray(rows)][:, np.asarray(cols)]
+    patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+    k = patches.shape[-1]
+    y = patches.reshape(-1, k) @ w.reshape(k, -1)
+    return y.reshape(n, oh, ow, -1)
+
+
+def conv_taps(x, w, spec: ConvSpec):
+    views, rows, cols, (n, oh, ow) = _shifted_views(x, w.shape, spec)
+    w = _dense_weight(w, spec.groups)
+    c = x.shape[-1]
+    y = None
+    for view, (i, j) in zip(views, [(i, j) for i in rows for j in cols]):
+        t = view.reshape(-1, c) @ w[i, j]
+        y = t if y is None else y + t
+    return y.reshape(n, oh, ow, -1)
+
+
+_IMPLS = {'xla': conv_xla, 'im2col': conv_im2col, 'taps': conv_taps}
+
+
+# --------------------------------------------------------------------------------------------
+# Running one pass, whole or in batch chunks
+# --------------------------------------------------------------------------------------------
+def _pass_on(name: str, pass_: str, spec: ConvSpec, x, w, dy):
+    """One pass of lowering ``name``: 'fwd' -> y, 'dx' -> dL/dx, 'dw' -> dL/dw."""
+    fn = _IMPLS[name]
+    if pass_ == 'fwd':
+        return fn(x, w, spec)
+    if pass_ == 'dx':  # linear in x: the forward under vjp is dead code and XLA drops it
+        return jax.vjp(lambda x: fn(x, w, spec), x)[1](dy)[0]
+    return jax.vjp(lambda w: fn(x, w, spec), w)[1](dy)[0]
+
+
+def run_pass(step: Pass, pass_: str, spec: ConvSpec, x, w, dy=None):
+    """Run ``pass_`` with ``step``'s lowering, over the whole batch or chunk by chunk.
+
+    Chunks are independent images, so y and dx are the chunks' results stacked and dW is their
+    sum (``lax.scan``): the same arithmetic, with each chunk's patch matrix and views small
+    enough to stay in cache.
+    """
+    n = x.shape[0]
+    if step.chunk is None or step.chunk >= n:
+        return _pass_on(step.lowering, pass_, spec, x, w, dy)
+    k = n // step.chunk
+    xs = x.reshape(k, step.chunk, *x.shape[1:])
+    dys = None if dy is None else dy.reshape(k, step.chunk, *dy.shape[1:])
+    if pass_ == 'dw':
+        def add(acc, chunk):
+            return acc + _pass_on(step.lowering, pass_, spec, chunk[0], w, chunk[1]), None
+        return lax.scan(add, jnp.zeros_like(w), (xs, dys))[0]
+    outs = lax.map(lambda c: _pass_on(step.lowering, pass_, spec, c[0], w, c[1]), (xs, dys))
+    return outs.reshape(n, *outs.shape[2:])
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing a plan
+# --------------------------------------------------------------------------------------------
+def plan(x_shape, w_shape, spec: ConvSpec, platform: str | None = None) -> Plan:
+    """The lowering of each pass for this shape (see the module docstring for the evidence)."""
+    forced = _FORCED.get()
+    if forced is not None:
+        return Plan(*(Pass(forced),) * 3)
+    if (platform or jax.default_backend()) != 'cpu':
+        return Plan(*(Pass('xla'),) * 3)
+    return cpu_plan(x_shape, w_shape, spec)
+
+
+def _chunk(n: int, bytes_per_image: float, budget: float) -> int | None:
+    """The largest divisor of ``n`` whose chunk fits ``budget`` bytes (None: the whole batch)."""
+    if n * bytes_per_image <= budget:
+        return None
+    fits = [d for d in range(1, n) if n % d == 0 and d * bytes_per_image <= budget]
+    return max(fits) if fits else 1
+
+
+def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
+    """The CPU rules (measurements in ``benchmarks/README.md``, re-run ``conv_layers.py``).
+
+    | case                                  | forward  | dx       | dW                  |
+    | 1×1, no padding, not grouped          | matmul   | matmul   | matmul              |
+    | a map (input or output) of 2×2 or less| few      | few      | few                 |
+    | grouped                               | XLA      | XLA (stride 1) else few | few  |
+    | one tap's view ≤ SMALL_VIEW_BYTES     | XLA      | few      | few                 |
+    | larger maps                           | XLA      | XLA      | im2col in chunks    |
+
+    "few" is the matmul lowering for small problems: per-tap matmuls when the input has at
+    least TAPS_MIN_CHANNELS channels (K = C_in is then wide enough), else one im2col matmul.
+    """
+    n, h, wd, cin = x_shape
+    kh, kw = w_shape[:2]
+    (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
+    if (kh, kw) == (1, 1) and (ph, pw) == (0, 0) and spec.groups == 1:
+        return Plan(*(Pass('im2col'),) * 3)  # a matmul on the (strided) input as it is
+    taps = len(_live_taps(h, kh, sh, ph, dh)) * len(_live_taps(wd, kw, sw, pw, dw))
+    view_bytes = n * oh * ow * cin * itemsize
+    few = Pass('taps') if cin >= TAPS_MIN_CHANNELS else Pass('im2col')
+    chunked = Pass('im2col', _chunk(n, oh * ow * taps * cin * itemsize, PATCH_BUDGET_BYTES))
+    big_dw = few if view_bytes <= SMALL_VIEW_BYTES else chunked
+    if min(oh, ow, h, wd) <= 2:  # XLA's conv is off its fast path here
+        return Plan(few, few, big_dw)
+    if spec.groups > 1:  # XLA's grouped dW takes seconds; its strided grouped dx is slow
+        return Plan(Pass('xla'), Pass('xla') if (sh, sw) == (1, 1) else few, big_dw)
+    if view_bytes <= SMALL_VIEW_BYTES:
+        return Plan(Pass('xla'), few, few)
+    return Plan(Pass('xla'), Pass('xla'), chunked)
+
+
+# --------------------------------------------------------------------------------------------
+# The convolution
+# --------------------------------------------------------------------------------------------
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _mixed_conv(x, w, spec: ConvSpec, p: Plan):
+    return run_pass(p.fwd, 'fwd', spec, x, w)
+
+
+def _mixed_fwd(x, w, spec, p):
+    return run_pass(p.fwd, 'fwd', spec, x, w), (x, w)
+
+
+def _mixed_bwd(spec, p, residuals, dy):
+    x, w = residuals
+    return run_pass(p.dx, 'dx', spec, x, w, dy), run_pass(p.dw, 'dw', spec, x, w, dy)
+
+
+_mixed_conv.defvjp(_mixed_fwd, _mixed_bwd)
+
+
+def conv2d(x, w, *, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1):
+    """torch-semantics 2-D convolution, NHWC × HWIO -> NHWC, lowered per ``plan``.
+
+    x: (N, H, W, C_in); w: (kh, kw, C_in / groups, C_out); symmetric ``padding``.
+    """
+    spec = ConvSpec(tuple(stride), tuple(padding), tuple(dilation), int(groups))
+    p = plan(x.shape, w.shape, spec)
+    calls = _RECORD.get()
+    if calls is not None:
+        calls.append(ConvCall(tuple(x.shape), tuple(w.shape), spec, p))
+    if p.fwd == p.dx == p.dw and p.fwd.chunk is None:
+        return _IMPLS[p.fwd.lowering](x, w, spec)  # plain autodiff (forward-mode AD works too)
+    return _mixed_conv(x, w, spec, p)

@@ -1,0 +1,316 @@
+"""Running a jaxconv model and its torch twin the same way: forward, loss and gradients.
+
+The Flax side is written as pure functions of ``(graphdef, state)`` under ``jax.jit`` with the
+graphdef static, so one compilation per architecture, dtype and mode serves every test, the
+CLI and the report scripts in a process (eager op-by-op dispatch is ~15x slower on CPU).
+
+Per-layer outputs and shared dropout masks both go through ``jaxconv.layers.tap``: the tap is
+installed *inside* the traced function, so it becomes part of the compiled computation
+instead of being consulted only on the first (tracing) call.
+
+Dropout: in every comparison the Flax ``Dropout`` layers are deterministic and the torch
+``nn.Dropout`` modules are replaced by ``MaskedDropout``; dropout then happens only where a
+mask is given, and the same mask is given to both sides (or none: dropout off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from functools import partial
+
+import jax
+import numpy as np
+import optax
+import torch
+from flax import nnx
+from torch import nn
+from torch.nn import functional as F
+
+from jaxconv import layers as L
+from parity.transfer import key_map
+
+Arrays = Mapping[str, np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: compare everything in torch's layout (NCHW maps, torch state_dict keys).
+# --------------------------------------------------------------------------------------------
+def nhwc_to_nchw(a: np.ndarray) -> np.ndarray:
+    """A Flax activation (N, H, W, C) in torch's (N, C, H, W) layout; other ranks unchanged."""
+    return np.transpose(a, (0, 3, 1, 2)) if a.ndim == 4 else a
+
+
+def flax_state_as_torch(model: nnx.Module) -> dict[str, np.ndarray]:
+    """Every parameter and buffer of ``model`` under its torch key, in torch's layout."""
+    return {e.torch_key: np.asarray(e.to_torch(np.asarray(e.variable[...])))
+            for e in key_map(model)}
+
+
+def torch_state(model: nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Modes and dropout
+# --------------------------------------------------------------------------------------------
+class MaskedDropout(nn.Module):
+    """Stands in for ``nn.Dropout`` in a twin: multiplies by the mask it is given, else identity.
+
+    The mask already carries torch's inverted scaling (kept / (1 - p)), as Flax's does.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, x):
+        return x if self.mask is None else x * self.mask
+
+    def extra_repr(self):
+        return f'p={self.p}, mask={"set" if self.mask is not None else "none"}'
+
+
+def _set_submodule(root: nn.Module, dotted: str, module: nn.Module):
+    parent_name, _, child = dotted.rpartition('.')
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, module)
+
+
+def replace_torch_dropout(model: nn.Module) -> nn.Module:
+    """Swap every ``nn.Dropout`` of ``model`` for a ``MaskedDropout`` with the same name (in place)."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.Dropout):
+            _set_submodule(model, name, MaskedDropout(module.p))
+    return model
+
+
+@contextlib.contextmanager
+def torch_masks(model: nn.Module, masks: Arrays | None):
+    """Give each ``MaskedDropout`` its mask (Flax layout in, converted to NCHW) for one block."""
+    modules = dict(model.named_modules())
+    dtype = next(model.parameters()).dtype
+    try:
+        for name, mask in (masks or {}).items():
+            module = modules.get(name)
+            if not isinstance(module, MaskedDropout):
+                raise KeyError(f'the torch twin has no dropout module named {name!r}')
+            module.mask = torch.as_tensor(np.ascontiguousarray(nhwc_to_nchw(np.asarray(mask)))
+                                          ).to(dtype)
+        yield
+    finally:
+        for module in modules.values():
+            if isinstance(module, MaskedDropout):
+                module.mask = None
+
+
+def flax_dropout_layers(model: nnx.Module) -> list[tuple[str, L.Dropout]]:
+    return [(n, m) for n, m in L.named_layers(model) if isinstance(m, L.Dropout)]
+
+
+def check_mode(mode: str):
+    if mode not in ('train', 'eval'):
+        raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+
+
+def set_flax_mode(model: nnx.Module, mode: str):
+    """'train' (BatchNorm on batch statistics) or 'eval', with random dropout off.
+
+    Random dropout never runs in a comparison: the two frameworks' generators differ. Dropout
+    is applied only through explicit masks shared by both sides (the ``masks`` arguments).
+    """
+    check_mode(mode)
+    model.train() if mode == 'train' else model.eval()
+    for _, layer in flax_dropout_layers(model):
+        layer.deterministic = True
+
+
+def set_torch_mode(model: nn.Module, mode: str):
+    """The torch side of ``set_flax_mode`` (its dropouts are ``MaskedDropout``: mask or nothing)."""
+    check_mode(mode)
+    model.train(mode == 'train')
+
+
+# --------------------------------------------------------------------------------------------
+# Flax side (pure, jitted)
+# --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _recording_tap(model: nnx.Module, masks: Arrays, outputs: dict | None):
+    """Inside a trace: apply the shared dropout masks and (optionally) record every layer output."""
+    names = {id(layer): name for name, layer in L.named_layers(model)}
+    unknown = set(masks) - {n for n, _ in flax_dropout_layers(model)}
+    if unknown:
+        raise KeyError(f'no Flax Dropout layer named {sorted(unknown)}')
+
+    def observe(layer, y):
+        name = names.get(id(layer))
+        if name in masks:
+            y = y * masks[name]  # the layer is deterministic, so y is its input
+        if outputs is not None and name is not None:
+            # jit returns dicts with sorted keys: a numbered prefix keeps execution order.
+            outputs[f'{len(outputs):05d} {name}'] = y
+        return y
+
+    with L.tap(observe):
+        yield
+
+
+# The graphdef is a static argument: it holds the structure and the train/eval flags, so one
+# compilation serves each architecture, mode, dtype and input shape.
+@partial(jax.jit, static_argnums=0, static_argnames='record')
+def flax_forward(graphdef, state, x, masks, record: bool = False):
+    """{head: logits} (``output_heads``), the new state (BatchNorm statistics in train mode)
+    and, with ``record``, every layer's output keyed ``'<call index> <dotted name>'`` (sorted
+    = execution order; see ``recorded_outputs``)."""
+    model = nnx.merge(graphdef, state)
+    outputs = {} if record else None
+    with _recording_tap(model, masks, outputs):
+        heads = output_heads(model(x))
+    return heads, nnx.state(model), outputs
+
+
+def recorded_outputs(outputs) -> list[tuple[str, np.ndarray]]:
+    """``flax_forward``'s recorded outputs as (dotted name, array) in execution order."""
+    return [(key.split(' ', 1)[1], np.asarray(v)) for key, v in sorted(outputs.items())]
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs and the loss: a model returns logits, or (torchvision's GoogLeNet in train mode) a
+# namedtuple of logits and auxiliary heads.
+# --------------------------------------------------------------------------------------------
+AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's weight on each auxiliary head (paper, torchvision recipe)
+
+
+def output_heads(out) -> dict:
+    """A model's output as {head name: logits}, the main head first and named 'logits'."""
+    if isinstance(out, tuple):
+        names = getattr(out, '_fields', None) or [f'output{i}' for i in range(len(out))]
+        heads = {n: v for n, v in zip(names, out) if v is not None}
+        first = next(iter(heads))
+        return {'logits' if n == first else n: v for n, v in heads.items()}
+    return {'logits': out}
+
+
+def cross_entropy(logits, labels):
+    """torch's ``F.cross_entropy`` (mean over the batch of -log softmax at the label)."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def classification_loss(out, labels):
+    """Cross-entropy of the main logits, plus 0.3 × each auxiliary head's (GoogLeNet)."""
+    heads = output_heads(out)
+    return cross_entropy(heads.pop('logits'), labels) + sum(
+        AUX_LOSS_WEIGHT * cross_entropy(v, labels) for v in heads.values())
+
+
+def torch_classification_loss(out, labels: torch.Tensor) -> torch.Tensor:
+    """``classification_loss`` in torch (``F.cross_entropy``)."""
+    heads = output_heads(out)
+    loss = F.cross_entropy(heads.pop('logits'), labels)
+    for v in heads.values():
+        loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(v, labels)
+    return loss
+
+
+@partial(jax.jit, static_argnums=0)
+def flax_loss_and_grads(graphdef, params, rest, x, labels, masks):
+    """(loss, {head: logits}, grads w.r.t. every Param, new non-Param state) for one batch;
+    the loss is ``classification_loss``."""
+    model = nnx.merge(graphdef, params, rest)
+
+    def loss_fn(model):
+        with _recording_tap(model, masks, None):
+            out = model(x)
+        return classification_loss(out, labels), output_heads(out)
+
+    # nnx.value_and_grad: gradients w.r.t. the Params; BatchNorm's statistic updates flow back
+    # into ``model`` (jax.value_and_grad would reject them as mutations across trace levels).
+    (loss, heads), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    return loss, heads, grads, nnx.state(model, nnx.Not(nnx.Param))
+
+
+def dropout_input_shapes(graphdef, state, x_shape, dtype) -> dict[str, tuple[int, ...]]:
+    """Shape of each Dropout layer's input for an input of ``x_shape`` (traced, not computed)."""
+    x = jax.ShapeDtypeStruct(x_shape, dtype)
+
+    def shapes(state, x):
+        model = nnx.merge(graphdef, state)
+        outputs = {}
+        with _recording_tap(model, {}, outputs):
+            model(x)
+        by_name = {key.split(' ', 1)[1]: v for key, v in outputs.items()}
+        return {n: by_name[n] for n, _ in flax_dropout_layers(model)}
+
+    return {n: tuple(s.shape) for n, s in jax.eval_shape(shapes, state, x).items()}
+
+
+def grads_as_torch(graphdef, grads, rest) -> dict[str, np.ndarray]:
+    """Flax gradients under torch parameter keys, in torch's layout (through the same key map)."""
+    model = nnx.merge(graphdef, grads, rest)
+    return {e.torch_key: np.asarray(e.to_torch(np.asarray(e.variable[...])))
+            for e in key_map(model) if isinstance(e.variable, nnx.Param)}
+
+
+# --------------------------------------------------------------------------------------------
+# torch side
+# --------------------------------------------------------------------------------------------
+def _as_torch(a: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+    t = torch.as_tensor(np.ascontiguousarray(a))
+    return t.to(dtype) if dtype is not None else t
+
+
+def torch_dtype(model: nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def torch_forward(model: nn.Module, x_nhwc: np.ndarray, masks: Arrays | None = None,
+                  record: list[str] | None = None):
+    """({head: logits}, {name: output in NCHW}) of the twin on the NHWC batch ``x_nhwc``.
+
+    ``record`` names the modules whose outputs to keep (forward hooks on the same dotted names
+    the Flax layers carry).
+    """
+    outputs, handles = {}, []
+    modules = dict(model.named_modules())
+    for name in record or []:
+        if name in modules:
+            handles.append(modules[name].register_forward_hook(
+                lambda _m, _i, y, name=name: outputs.__setitem__(
+                    name, y.detach().cpu().numpy().copy())))  # copy: twins add in place
+    x = _as_torch(x_nhwc.transpose(0, 3, 1, 2), torch_dtype(model))
+    try:
+        with torch.no_grad(), torch_masks(model, masks):
+            heads = output_heads(model(x))
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: v.detach().cpu().numpy() for k, v in heads.items()}, outputs
+
+
+def torch_loss_and_grads(model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray,
+                         masks: Arrays | None = None):
+    """(loss, {head: logits}, {param key: grad}) of ``torch_classification_loss`` on one batch;
+    the gradients are also left in ``.grad`` for an optimizer step."""
+    x = _as_torch(x_nhwc.transpose(0, 3, 1, 2), torch_dtype(model))
+    model.zero_grad(set_to_none=True)
+    with torch_masks(model, masks):
+        out = model(x)
+        loss = torch_classification_loss(out, _as_torch(labels.astype(np.int64)))
+        loss.backward()
+    grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().numpy()
+             for k, p in model.named_parameters()}
+    heads = {k: v.detach().cpu().numpy() for k, v in output_heads(out).items()}
+    return float(loss.item()), heads, grads
+
+
+@contextlib.contextmanager
+def preserved_buffers(model: nn.Module):
+    """Undo a train-mode forward's changes to the BatchNorm buffers when the block ends."""
+    saved = {k: v.detach().clone() for k, v in model.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, v in model.named_buffers():
+                v.copy_(saved[k])

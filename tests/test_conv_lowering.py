@@ -1,0 +1,137 @@
+"""jaxconv.conv_lowering: every lowering of every pass is the same convolution as XLA's own.
+
+The speed work may pick any lowering per pass and shape; these tests make sure that choice can
+never change the numbers beyond float rounding: forward, input gradient and weight gradient of
+each lowering (and of mixed plans, through the custom VJP) against ``lax.conv_general_dilated``
+and its autodiff, in float32 and float64, over strides, paddings, dilations, groups, odd sizes,
+and maps so small that some kernel taps only ever see padding.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxconv import conv_lowering as cl
+from jaxconv.layers import Conv2d
+
+# (N, H, W, C_in, C_out, k, stride, padding, dilation, groups)
+GEOMETRIES = [
+    (2, 5, 5, 4, 6, 3, 1, 1, 1, 1),
+    (2, 1, 1, 8, 4, 3, 1, 1, 1, 1),       # only the centre tap reads real input
+    (2, 2, 2, 8, 4, 3, 1, 1, 1, 1),       # the 2x2 maps XLA:CPU is slow on
+    (2, 7, 6, 3, 4, 7, 2, 3, 1, 1),       # stem-like 7x7 stride 2, non-square
+    (2, 9, 9, 4, 8, 3, 2, 1, 1, 2),       # grouped, strided
+    (2, 4, 4, 16, 16, 3, 2, 1, 1, 16),    # depthwise, strided
+    (2, 6, 6, 4, 4, 1, 2, 0, 1, 1),       # strided 1x1 shortcut
+    (2, 15, 15, 3, 5, 11, 4, 1, 1, 1),    # AlexNet's first layer, scaled down
+    (2, 8, 8, 4, 4, 3, 1, 2, 2, 1),       # dilated
+    (2, 3, 3, 4, 6, 5, 1, 2, 1, 1),       # kernel larger than the map
+]
+# Each pass uses a different lowering in each plan, so three plans cover every (pass, lowering).
+# A chunk of 1 image runs the chunked (lax.map / lax.scan) path of a pass.
+PLANS = [cl.Plan(cl.Pass('xla'), cl.Pass('im2col', 1), cl.Pass('taps')),
+         cl.Plan(cl.Pass('im2col'), cl.Pass('taps'), cl.Pass('xla')),
+         cl.Plan(cl.Pass('taps', 1), cl.Pass('xla'), cl.Pass('im2col', 1))]
+
+
+def _case(geometry, dtype, seed=0):
+    n, h, w, cin, cout, k, s, p, d, g = geometry
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((n, h, w, cin)), dtype)
+    kernel = jnp.asarray(rng.standard_normal((k, k, cin // g, cout)), dtype)
+    spec = cl.ConvSpec((s, s), (p, p), (d, d), g)
+    dy = jnp.asarray(rng.standard_normal(cl.conv_xla(x, kernel, spec).shape), dtype)
+    return x, kernel, dy, spec
+
+
+def _rel(a, b):
+    return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+CASES = ([(g, 'float32') for g in GEOMETRIES] +
+         [(g, 'float64') for g in GEOMETRIES[1:5]])  # float64: the tap-dropping and group paths
+
+
+@pytest.mark.parametrize('geometry,dtype', CASES,
+                         ids=lambda v: v if isinstance(v, str) else 'x'.join(map(str, v)))
+def test_every_plan_matches_xla_forward_and_gradients(geometry, dtype):
+    if dtype == 'float64' and not jax.config.jax_enable_x64:
+        jax.config.update('jax_enable_x64', True)
+    x, kernel, dy, spec = _case(geometry, dtype)
+
+    @jax.jit
+    def all_plans(x, kernel, dy):
+        def vjp(fn):
+            y, back = jax.vjp(fn, x, kernel)
+            return (y, *back(dy))
+        ref = vjp(lambda x, k: cl.conv_xla(x, k, spec))
+        return ref, [vjp(lambda x, k, p=p: cl._mixed_conv(x, k, spec, p)) for p in PLANS]
+
+    ref, results = all_plans(x, kernel, dy)
+    tol = 2e-6 if dtype == 'float32' else 1e-12
+    for plan, result in zip(PLANS, results):
+        for name, got, want in zip(('y', 'dx', 'dw'), result, ref):
+            assert got.shape == want.shape and got.dtype == want.dtype
+            assert _rel(got, want) <= tol, (plan, name, _rel(got, want))
+
+
+def test_live_taps_drop_only_taps_that_read_padding():
+    assert cl._live_taps(1, 3, 1, 1, 1) == [1]           # 1x1 map: centre only
+    assert cl._live_taps(2, 3, 1, 1, 1) == [0, 1, 2]     # 2x2 map: every tap reads something
+    assert cl._live_taps(1, 7, 2, 3, 1) == [3]
+    assert cl._live_taps(3, 5, 1, 2, 1) == [0, 1, 2, 3, 4]
+
+
+def test_cpu_plan_avoids_xla_convolution_on_tiny_maps():
+    spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
+    for shape in ((128, 2, 2, 512), (128, 1, 1, 512), (128, 3, 3, 64)):
+        plan = cl.cpu_plan(shape, (3, 3, shape[-1], 512), spec)
+        if shape[1] <= 2:
+            assert all(p.lowering != 'xla' for p in plan), plan
+    pointwise = cl.ConvSpec((1, 1), (0, 0), (1, 1), 1)
+    assert cl.cpu_plan((128, 8, 8, 64), (1, 1, 64, 64), pointwise) == cl.Plan(
+        *(cl.Pass('im2col'),) * 3)
+
+
+def test_chunks_divide_the_batch_and_respect_the_budget():
+    assert cl._chunk(128, 1.0, 1e9) is None               # fits whole: no chunking
+    assert cl._chunk(128, 3 * 2 ** 20, 8 * 2 ** 20) == 2
+    assert cl._chunk(100, 1 * 2 ** 20, 8 * 2 ** 20) == 5  # a divisor of 100
+    assert cl._chunk(7, 9 * 2 ** 20, 8 * 2 ** 20) == 1
+
+
+def test_off_cpu_every_pass_is_xla():
+    spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
+    assert cl.plan((8, 2, 2, 16), (3, 3, 16, 16), spec, platform='gpu') == cl.Plan(
+        *(cl.Pass('xla'),) * 3)
+
+
+def test_forcing_a_lowering_and_recording_what_was_traced():
+    layer = Conv2d(4, 8, 3, padding=1, rngs=__import__('flax').nnx.Rngs(0))
+    x = jax.ShapeDtypeStruct((2, 2, 2, 4), jnp.float32)
+    with cl.lowering('xla'), cl.recording() as calls:
+        jax.eval_shape(layer, x)
+    assert [c.plan for c in calls] == [cl.Plan(*(cl.Pass('xla'),) * 3)]
+    assert calls[0].x_shape == (2, 2, 2, 4) and calls[0].w_shape == (3, 3, 4, 8)
+    with pytest.raises(ValueError, match='unknown conv lowering'):
+        with cl.lowering('winograd'):
+            pass
+
+
+def test_conv2d_layer_gradient_through_jit_matches_plain_xla():
+    """The layer as the models use it: jit(grad) through the auto plan equals XLA's own."""
+    from flax import nnx
+    layer = Conv2d(8, 16, 3, padding=1, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 2, 2, 8)), jnp.float32)
+
+    def loss(kernel, x, forced):
+        with cl.lowering(forced):
+            y = cl.conv2d(x, kernel, stride=(1, 1), padding=(1, 1))
+        return jnp.sum(y ** 2)
+
+    auto = jax.jit(jax.grad(lambda k, x: loss(k, x, None)))(layer.kernel[...], x)
+    xla = jax.jit(jax.grad(lambda k, x: loss(k, x, 'xla')))(layer.kernel[...], x)
+    assert _rel(auto, xla) <= 2e-6

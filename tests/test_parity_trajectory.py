@@ -1,0 +1,57 @@
+"""Whole training runs: from the same weights, on the same batches, N optimizer steps in train
+mode (BatchNorm on batch statistics) in jaxconv and in torch; the loss at every step and every
+parameter and BatchNorm buffer at the end agree to 1e-8 (relative) in float64.
+
+Default suite: 3 steps for every course arch, every optimizer on two archs, and a run with
+shared dropout masks. Slow set: 100 steps for every course arch (``-m slow``). float32 runs
+drift apart step by step in both frameworks alike: ``python -m parity.drift`` plots it
+(docs/parity_drift.png).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from parity.archs import course_archs, torchvision_archs
+from parity.compare import trajectory_diff
+from parity.optimizers import OPTIMIZER_CASES
+from parity.pair import make_pair
+
+
+def check(trajectory):
+    report = trajectory.report
+    assert report.ok, report.table(only_failures=True)
+
+
+@pytest.mark.parametrize('arch', course_archs())
+def test_float64_three_steps(arch):
+    check(trajectory_diff(make_pair(arch, 'float64'), steps=3))
+
+
+# resnet18 at 33×33 (its profile is 16×16): at 16, stage 4 runs 3×3 convs on 1×1 maps, whose
+# 8 off-centre taps get gradients of exactly 0 and the centre tap tiny ones; Adam divides each
+# element by its own magnitude (m / √v), which turns float64's last-bit differences in those
+# tiny gradients into 5e-8 relative weight differences after 3 steps (SGD: 1e-15).
+@pytest.mark.parametrize('case', sorted(OPTIMIZER_CASES))
+@pytest.mark.parametrize('arch,image_size,batch_size', [('lenet', 12, 4), ('resnet18', 33, 4)])
+def test_float64_three_steps_with_every_optimizer(arch, image_size, batch_size, case):
+    pair = make_pair(arch, 'float64', image_size=image_size, batch_size=batch_size)
+    check(trajectory_diff(pair, steps=3, optimizer=case))
+
+
+def test_float64_steps_with_shared_dropout_masks():
+    check(trajectory_diff(make_pair('mlp_dropout', 'float64'), steps=5, dropout='shared'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('arch', course_archs())
+def test_float64_hundred_steps(arch):
+    trajectory = trajectory_diff(make_pair(arch, 'float64'), steps=100)
+    print(f'\n{arch}: worst relative error after 100 steps {trajectory.report.worst_error:.2e}')
+    check(trajectory)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('arch', torchvision_archs())
+def test_torchvision_archs_float64_three_steps(arch):
+    check(trajectory_diff(make_pair(arch, 'float64'), steps=3))
