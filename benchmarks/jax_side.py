@@ -36,6 +36,7 @@ class CompiledStep:
     compile_s: float         # trace + lower + compile
     temp_bytes: int | None   # XLA's scratch buffers (memory_analysis), None when unavailable
     xla_flops: float | None  # XLA's cost analysis, whole step, None when unavailable
+    executable: object = None  # the jax ``Compiled`` (``.as_text()`` is the optimised HLO)
 
 
 def _analyse(compiled) -> tuple[int | None, float | None]:
@@ -88,7 +89,7 @@ def train_step(model, x, y, *, lr: float = LEARNING_RATE, momentum: float = MOME
         state[0], state[1], state[2], loss = compiled(*state, x, y)
         return loss.block_until_ready()
 
-    return CompiledStep(run, compile_s, *_analyse(compiled))
+    return CompiledStep(run, compile_s, *_analyse(compiled), compiled)
 
 
 def forward_step(model, x) -> CompiledStep:
@@ -106,7 +107,7 @@ def forward_step(model, x) -> CompiledStep:
     def run():
         return compiled(state, x).block_until_ready()
 
-    return CompiledStep(run, compile_s, *_analyse(compiled))
+    return CompiledStep(run, compile_s, *_analyse(compiled), compiled)
 
 
 def random_batch(batch_size: int, image_size: int, in_channels: int = 3, num_classes: int = 10,

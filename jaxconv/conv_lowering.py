@@ -249,17 +249,20 @@ def _chunk(n: int, bytes_per_image: float, budget: float) -> int | None:
 
 
 def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
-    """The CPU rules (measurements in ``benchmarks/README.md``, re-run ``conv_layers.py``).
+    """The CPU rules; the measurements behind them are in ``benchmarks/README.md``.
 
-    | case                                  | forward  | dx       | dW                  |
-    | 1×1, no padding, not grouped          | matmul   | matmul   | matmul              |
-    | a map (input or output) of 2×2 or less| few      | few      | few                 |
-    | grouped                               | XLA      | XLA (stride 1) else few | few  |
-    | one tap's view ≤ SMALL_VIEW_BYTES     | XLA      | few      | few                 |
-    | larger maps                           | XLA      | XLA      | im2col in chunks    |
+    | case (first match)                     | forward | dx                     | dW          |
+    |----------------------------------------|---------|------------------------|-------------|
+    | 1×1, no padding, not grouped           | matmul  | matmul                 | matmul      |
+    | an input or output map of 2×2 or less  | small   | small                  | small/large |
+    | grouped                                | XLA     | XLA if stride 1, small | small/large |
+    | output map of 4×4 or less              | XLA     | small                  | small       |
+    | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA                    | XLA         |
+    | otherwise (large maps)                 | XLA     | XLA                    | large       |
 
-    "few" is the matmul lowering for small problems: per-tap matmuls when the input has at
-    least TAPS_MIN_CHANNELS channels (K = C_in is then wide enough), else one im2col matmul.
+    "small" is per-tap matmuls when C_in >= TAPS_MIN_CHANNELS (K = C_in is then wide
+    enough for a matmul), else one im2col matmul; "large" is im2col run on batch chunks whose
+    patch matrix fits PATCH_BUDGET_BYTES; "small/large" picks by the view size.
     """
     n, h, wd, cin = x_shape
     kh, kw = w_shape[:2]
@@ -269,16 +272,19 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(*(Pass('im2col'),) * 3)  # a matmul on the (strided) input as it is
     taps = len(_live_taps(h, kh, sh, ph, dh)) * len(_live_taps(wd, kw, sw, pw, dw))
     view_bytes = n * oh * ow * cin * itemsize
-    few = Pass('taps') if cin >= TAPS_MIN_CHANNELS else Pass('im2col')
-    chunked = Pass('im2col', _chunk(n, oh * ow * taps * cin * itemsize, PATCH_BUDGET_BYTES))
-    big_dw = few if view_bytes <= SMALL_VIEW_BYTES else chunked
-    if min(oh, ow, h, wd) <= 2:  # XLA's conv is off its fast path here
-        return Plan(few, few, big_dw)
+    small = Pass('taps') if cin >= TAPS_MIN_CHANNELS else Pass('im2col')
+    large = Pass('im2col', _chunk(n, oh * ow * taps * cin * itemsize, PATCH_BUDGET_BYTES))
+    small_or_large = small if view_bytes < SMALL_VIEW_BYTES else large
+    xla = Pass('xla')
+    if min(oh, ow, h, wd) <= 2:  # XLA's conv is 100x off its fast path here
+        return Plan(small, small, small_or_large)
     if spec.groups > 1:  # XLA's grouped dW takes seconds; its strided grouped dx is slow
-        return Plan(Pass('xla'), Pass('xla') if (sh, sw) == (1, 1) else few, big_dw)
-    if view_bytes <= SMALL_VIEW_BYTES:
-        return Plan(Pass('xla'), few, few)
-    return Plan(Pass('xla'), Pass('xla'), chunked)
+        return Plan(xla, xla if (sh, sw) == (1, 1) else small, small_or_large)
+    if min(oh, ow) <= 4:
+        return Plan(xla, small, small)
+    if view_bytes < SMALL_VIEW_BYTES:
+        return Plan(xla, xla, xla)
+    return Plan(xla, xla, large)
 
 
 # --------------------------------------------------------------------------------------------

@@ -159,7 +159,8 @@ def _step_diff(pair, batch_size, seed, dropout, mode, with_buffers) -> Report:
 @with_exact_numerics
 def layer_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
                dropout: str = 'off', mode: str = 'eval') -> Report:
-    """One row per layer output, in execution order, each relative to its own largest value.
+    """One row per layer output, in execution order, each relative to its own largest value,
+    then the model's outputs ('logits', ...).
 
     The first failing row is where a mismatch appears; the rows after it inherit it. Flax
     outputs are recorded through ``jaxconv.layers.tap`` inside the jitted forward, torch's by
@@ -167,12 +168,13 @@ def layer_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
     """
     pair.set_mode(mode)
     x, _, masks = _inputs(pair, batch_size, seed, dropout)
-    _, _, recorded = _flax_forward(pair, x, masks, record=True)
+    jax_heads, _, recorded = _flax_forward(pair, x, masks, record=True)
     outputs = execute.recorded_outputs(recorded)
     names = [name for name, _ in outputs]
-    _, torch_outputs, _ = _torch_forward(pair.torch, x, masks, record=names)
-    judge_outputs = (_torch_forward(pair.torch_judge, _as_f64(x), masks, record=names)[1]
-                     if pair.dtype == 'float32' else torch_outputs)
+    torch_heads, torch_outputs, _ = _torch_forward(pair.torch, x, masks, record=names)
+    judge_heads_, judge_outputs, _ = (
+        _torch_forward(pair.torch_judge, _as_f64(x), masks, record=names)
+        if pair.dtype == 'float32' else (torch_heads, torch_outputs, None))
     report = Report(f'{pair.arch} per-layer outputs ({mode} mode), {_size(pair, x)}',
                     'forward', pair.dtype)
     for name, output in outputs:
@@ -181,6 +183,7 @@ def layer_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
             continue
         report.figures.append(judge(name, execute.nhwc_to_nchw(output), torch_outputs[name],
                                     judge_outputs[name], kind='forward', dtype=pair.dtype))
+    report.figures += judge_heads(jax_heads, torch_heads, judge_heads_, dtype=pair.dtype)
     return report
 
 

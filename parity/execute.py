@@ -79,7 +79,7 @@ def _set_submodule(root: nn.Module, dotted: str, module: nn.Module):
 
 
 def replace_torch_dropout(model: nn.Module) -> nn.Module:
-    """Swap every ``nn.Dropout`` of ``model`` for a ``MaskedDropout`` with the same name (in place)."""
+    """Swap each ``nn.Dropout`` of ``model`` for a ``MaskedDropout`` of the same name (in place)."""
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Dropout):
             _set_submodule(model, name, MaskedDropout(module.p))

@@ -137,17 +137,12 @@ class Report:
         values = [f.torch_error for f in self.figures if f.torch_error is not None]
         return max(values) if values else None
 
-    def extend(self, other: Report):
-        self.figures += other.figures
-        self.notes += other.notes
-        return self
-
     def table(self, only_failures: bool = False) -> str:
         """A fixed-width table: name, shape, max|Δ|, relative error (and torch's), bound, ok."""
-        rows = [f for f in self.figures if f.ok is False] if only_failures else self.figures
+        rows = self.failures if only_failures else self.figures
         with_torch = any(f.torch_error is not None for f in rows)
-        header = ['name', 'shape', 'max|Δ|', 'rel err'] + (['torch f32 err'] if with_torch else []) \
-            + ['bound', 'ok']
+        header = (['name', 'shape', 'max|Δ|', 'rel err'] + (['torch f32 err'] if with_torch else [])
+                  + ['bound', 'ok'])
         body = []
         for f in rows:
             cells = [f.name, 'x'.join(map(str, f.shape)) or '()', f'{f.max_abs:.3g}',

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
@@ -132,8 +131,8 @@ class ModelPair:
             graphdef, state, (batch_size, self.image_size, self.image_size, self.in_channels),
             jnp.dtype(self.dtype))
         rng = np.random.default_rng([seed, 2])
-        return {name: ((rng.random(shapes[name]) >= layer.p) / (1.0 - layer.p)).astype(self.np_dtype)
-                for name, layer in layers}
+        return {name: ((rng.random(shapes[name]) >= layer.p) / (1.0 - layer.p)
+                       ).astype(self.np_dtype) for name, layer in layers}
 
 
 def randomize_batchnorm(model: nnx.Module, seed: int = 0):

@@ -27,7 +27,7 @@ import torch
 
 @contextlib.contextmanager
 def exact_numerics():
-    """float64 enabled in JAX, 'highest' matmul/conv precision, TF32 off in torch; restored after."""
+    """float64 on in JAX, 'highest' matmul/conv precision, TF32 off in torch; restored after."""
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

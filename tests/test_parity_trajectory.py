@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from parity.archs import course_archs, torchvision_archs
+from parity.archs import course_archs
 from parity.compare import trajectory_diff
 from parity.optimizers import OPTIMIZER_CASES
 from parity.pair import make_pair
@@ -49,9 +49,3 @@ def test_float64_hundred_steps(arch):
     trajectory = trajectory_diff(make_pair(arch, 'float64'), steps=100)
     print(f'\n{arch}: worst relative error after 100 steps {trajectory.report.worst_error:.2e}')
     check(trajectory)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('arch', torchvision_archs())
-def test_torchvision_archs_float64_three_steps(arch):
-    check(trajectory_diff(make_pair(arch, 'float64'), steps=3))
