@@ -98,15 +98,14 @@ def resolve_image_size(arch: str, default: int | None, per_arch: dict[str, int]
 def bench_arch(arch: str, image_size: int, args, device: str, matmul_peak: float) -> dict:
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from benchmarks import jax_side, torch_side
     from benchmarks.flops import layer_shapes
     from benchmarks.timing import Variant, time_interleaved
 
     b = args.batch_size
-    layers = layer_shapes(arch, image_size, 1)
-    macs = sum(layer.macs for layer in layers)
+    layers = layer_shapes(arch, image_size, b)  # at the real batch: plans depend on it
+    macs = sum(layer.macs for layer in layers) / b
     fwd_flops, train_flops = 2.0 * macs, 6.0 * macs
     plans = {}
     for layer in layers:
@@ -119,10 +118,8 @@ def bench_arch(arch: str, image_size: int, args, device: str, matmul_peak: float
     xj, yj = jax.device_put(jnp.asarray(x)), jax.device_put(jnp.asarray(y))
     gpu = device != 'cpu'
     precisions = ('default', 'highest') if gpu else ('default',)
-    torch_variants = list(torch_side.VARIANTS if not args.no_compile else
-                          [v for v in torch_side.VARIANTS if v != 'compile'])
-    if gpu and not args.no_compile:
-        torch_variants.append('compile_tf32')
+    torch_variants = [v for v in (*torch_side.VARIANTS, *(torch_side.GPU_VARIANTS if gpu else ()))
+                      if not (args.no_compile and v.startswith('compile'))]
 
     record = {'arch': arch, 'image_size': image_size, 'batch_size': b,
               'fwd_gflop_per_image': fwd_flops / 1e9, 'train_gflop_per_image': train_flops / 1e9,
@@ -182,6 +179,11 @@ def bench_arch(arch: str, image_size: int, args, device: str, matmul_peak: float
             entry[f'{kind}_gflop_s'] = per_image * v.images_per_s / 1e9
             entry[f'{kind}_matmul_fraction'] = per_image * v.images_per_s / 1e9 / matmul_peak
         del variants
+        if gpu:  # jax keeps one process-wide high-water mark: report it as of this kind
+            stats = jax.devices()[0].memory_stats() or {}
+            if 'peak_bytes_in_use' in stats:
+                record['variants']['jaxconv'][f'{kind}_device_peak_bytes_so_far'] = \
+                    stats['peak_bytes_in_use']
 
     for kind, short in (('train', 'train'), ('forward', 'forward')):
         if kind not in kinds:
@@ -254,7 +256,8 @@ def _fmt(value, spec='.1f', missing='-'):
 def arch_table(r: dict, pipeline_rate: float | None) -> str:
     lines = [f"\n== {r['arch']}: batch {r['batch_size']}, {r['image_size']}x{r['image_size']} "
              f"({r['image_size_reason']}); {r['fwd_gflop_per_image']:.3f} GFLOP/img forward, "
-             f"{r['train_gflop_per_image']:.3f} train (counted from layer shapes)"]
+             f"{r['train_gflop_per_image']:.3f} train (counted from layer shapes); "
+             f"measured in {r.get('wall_s', 0):.0f} s"]
     if r.get('conv_plans'):
         lines.append('   conv lowering (fwd/dx/dW: layers): ' +
                      ', '.join(f'{k}: {v}' for k, v in r['conv_plans'].items()))
@@ -262,7 +265,8 @@ def arch_table(r: dict, pipeline_rate: float | None) -> str:
                  f"{'%matmul':>8}{'compile s':>14}{'mem MB':>9}{'spread':>8}")
     for name, e in r['variants'].items():
         compile_s = '/'.join(_fmt(e.get(f'{k}_compile_s'), '.1f') for k in ('train', 'forward'))
-        mem = e.get('train_xla_temp_bytes') or e.get('train_peak_rss_extra_bytes')
+        mem = (e.get('train_device_peak_bytes_so_far') or
+               e.get('train_xla_temp_bytes') or e.get('train_peak_rss_extra_bytes'))
         frac = e.get('train_matmul_fraction')
         lines.append(f"   {name:<22}{_fmt(e.get('train_img_s')):>12}"
                      f"{_fmt(e.get('forward_img_s')):>11}{_fmt(e.get('train_gflop_s')):>11}"

@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         description='Compare a jaxconv model with its PyTorch twin, layer by layer.')
     parser.add_argument('--arch', required=True, choices=parity_archs(), metavar='NAME',
                         help='registered architecture: ' + ', '.join(parity_archs()))
-    parser.add_argument('--image-size', type=positive_int,
+    parser.add_argument('--image-size', type=positive_int, metavar='N',
                         help="input height and width (default: the arch's parity profile)")
-    parser.add_argument('--batch-size', type=positive_int,
+    parser.add_argument('--batch-size', type=positive_int, metavar='N',
                         help="batch size (default: the arch's parity profile)")
     parser.add_argument('--mode', choices=('eval', 'train'), default='eval',
                         help='eval: running statistics; train: batch statistics (default eval)')
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--optimizer', choices=sorted(OPTIMIZER_CASES), default='momentum',
                         help='optimizer setting for --steps (parity.optimizers)')
     parser.add_argument('--dropout', choices=DROPOUT_MODES, default='off',
-                        help='off, or the same random masks on both sides (train mode)')
+                        help='off, or the same random masks on both sides (--mode train)')
     parser.add_argument('--seed', type=int, default=0, help='seed of weights, inputs and masks')
     parser.add_argument('--failures-only', action='store_true',
                         help='print only the rows out of tolerance')
@@ -83,6 +83,8 @@ def run(args) -> list[Report]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.dropout == 'shared' and args.mode != 'train':
+        parser.error('--dropout shared needs --mode train (eval mode has no dropout)')
     try:
         reports = run(args)
     except ValueError as error:  # e.g. an image size below the arch's minimum

@@ -24,6 +24,7 @@ in JAX, 'highest' matmul precision, TF32 off in torch), scoped to the call.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -87,9 +88,12 @@ def judge_heads(jax_heads, torch_heads, judge_heads_, *, dtype: str) -> list[Fig
                   dtype=dtype) for name in torch_heads]
 
 
-def _inputs(pair: ModelPair, batch_size: int | None, seed: int, dropout: str):
+def _inputs(pair: ModelPair, batch_size: int | None, seed: int, dropout: str,
+            mode: str = 'train'):
     if dropout not in DROPOUT_MODES:
         raise ValueError(f'dropout must be one of {DROPOUT_MODES}, got {dropout!r}')
+    if dropout == 'shared' and mode != 'train':
+        raise ValueError("dropout masks apply in train mode only (eval mode has no dropout)")
     batch_size = batch_size or pair.batch_size
     x, labels = pair.batch(batch_size, seed)
     masks = pair.dropout_masks(batch_size, seed) if dropout == 'shared' else {}
@@ -140,7 +144,7 @@ def train_step_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int
 
 def _step_diff(pair, batch_size, seed, dropout, mode, with_buffers) -> Report:
     pair.set_mode(mode)
-    x, _, masks = _inputs(pair, batch_size, seed, dropout)
+    x, _, masks = _inputs(pair, batch_size, seed, dropout, mode)
     jax_heads, new_flax, _ = _flax_forward(pair, x, masks)
     torch_heads, _, torch_buffers = _torch_forward(pair.torch, x, masks)
     judge_heads_, _, judge_buffers = (_torch_forward(pair.torch_judge, _as_f64(x), masks)
@@ -167,7 +171,7 @@ def layer_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
     forward hooks on the modules of the same dotted names.
     """
     pair.set_mode(mode)
-    x, _, masks = _inputs(pair, batch_size, seed, dropout)
+    x, _, masks = _inputs(pair, batch_size, seed, dropout, mode)
     jax_heads, _, recorded = _flax_forward(pair, x, masks, record=True)
     outputs = execute.recorded_outputs(recorded)
     names = [name for name, _ in outputs]
@@ -177,12 +181,24 @@ def layer_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
         if pair.dtype == 'float32' else (torch_heads, torch_outputs, None))
     report = Report(f'{pair.arch} per-layer outputs ({mode} mode), {_size(pair, x)}',
                     'forward', pair.dtype)
+    calls = Counter(names)
+    seen: Counter = Counter()
     for name, output in outputs:
         if name not in torch_outputs:
             report.notes.append(f'(no torch module named {name!r} ran: not compared)')
             continue
-        report.figures.append(judge(name, execute.nhwc_to_nchw(output), torch_outputs[name],
-                                    judge_outputs[name], kind='forward', dtype=pair.dtype))
+        if len(torch_outputs[name]) != calls[name]:
+            if not seen[name]:
+                report.notes.append(f'{name!r} ran {calls[name]} times in jaxconv and '
+                                    f'{len(torch_outputs[name])} in torch')
+            seen[name] += 1
+            continue
+        call = seen[name]
+        seen[name] += 1
+        row = name if calls[name] == 1 else f'{name} (call {call + 1})'
+        report.figures.append(judge(row, execute.nhwc_to_nchw(output),
+                                    torch_outputs[name][call], judge_outputs[name][call],
+                                    kind='forward', dtype=pair.dtype))
     report.figures += judge_heads(jax_heads, torch_heads, judge_heads_, dtype=pair.dtype)
     return report
 
@@ -215,7 +231,7 @@ def grad_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
     parameter, by torch key. Train mode by default: the gradient flows through the batch
     statistics, as in training."""
     pair.set_mode(mode)
-    x, labels, masks = _inputs(pair, batch_size, seed, dropout)
+    x, labels, masks = _inputs(pair, batch_size, seed, dropout, mode)
     jax_step = _flax_step(pair, x, labels, masks)
     torch_step = _torch_step(pair.torch, x, labels, masks)
     judge_step = (_torch_step(pair.torch_judge, _as_f64(x), labels, masks)
@@ -368,7 +384,7 @@ def trajectory_diff(pair: ModelPair, *, steps: int = 3,
         traj.losses['jaxconv'].append(float(loss))
         for side, model in torch_sides.items():
             batch = _as_f64(x) if side == 'judge' else x
-            traj.losses[side].append(execute.torch_loss_and_grads(model, batch, labels, masks)[0])
+            traj.losses[side].append(execute.torch_backward(model, batch, labels, masks)[0])
             torch_opts[side].step()
         judge_loss = traj.losses[judge_side][-1]
         traj.report.figures.append(judge(f'loss@{step}', traj.losses['jaxconv'][-1],
@@ -378,7 +394,8 @@ def trajectory_diff(pair: ModelPair, *, steps: int = 3,
             traj.loss_drift.setdefault(side, []).append(
                 relative_error(traj.losses[side][-1], judge_loss))
         if track_params:
-            reference = {k: execute.torch_state(torch_sides[judge_side])[k] for k in param_keys}
+            judge_now = execute.torch_state(torch_sides[judge_side])
+            reference = {k: judge_now[k] for k in param_keys}
             flax_now = execute.flax_state_as_torch(nnx.merge(graphdef, params, rest))
             torch_now = execute.torch_state(pair.torch)
             traj.param_drift.setdefault('jaxconv', []).append(

@@ -269,15 +269,16 @@ def torch_forward(model: nn.Module, x_nhwc: np.ndarray, masks: Arrays | None = N
     """({head: logits}, {name: output in NCHW}) of the twin on the NHWC batch ``x_nhwc``.
 
     ``record`` names the modules whose outputs to keep (forward hooks on the same dotted names
-    the Flax layers carry).
+    the Flax layers carry). ``outputs[name]`` lists one output per call, in call order: a
+    module may run more than once (torchvision's ResNet blocks reuse one ``relu``).
     """
     outputs, handles = {}, []
     modules = dict(model.named_modules())
-    for name in record or []:
+    for name in dict.fromkeys(record or []):
         if name in modules:
             handles.append(modules[name].register_forward_hook(
-                lambda _m, _i, y, name=name: outputs.__setitem__(
-                    name, y.detach().cpu().numpy().copy())))  # copy: twins add in place
+                lambda _m, _i, y, name=name: outputs.setdefault(name, []).append(
+                    y.detach().cpu().numpy().copy())))  # copy: twins add in place
     x = _as_torch(x_nhwc.transpose(0, 3, 1, 2), torch_dtype(model))
     try:
         with torch.no_grad(), torch_masks(model, masks):
@@ -288,20 +289,27 @@ def torch_forward(model: nn.Module, x_nhwc: np.ndarray, masks: Arrays | None = N
     return {k: v.detach().cpu().numpy() for k, v in heads.items()}, outputs
 
 
-def torch_loss_and_grads(model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray,
-                         masks: Arrays | None = None):
-    """(loss, {head: logits}, {param key: grad}) of ``torch_classification_loss`` on one batch;
-    the gradients are also left in ``.grad`` for an optimizer step."""
+def torch_backward(model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray,
+                   masks: Arrays | None = None):
+    """(loss, {head: logits}) of ``torch_classification_loss`` on one batch, with the
+    gradients left in each parameter's ``.grad`` (for an optimizer step)."""
     x = _as_torch(x_nhwc.transpose(0, 3, 1, 2), torch_dtype(model))
     model.zero_grad(set_to_none=True)
     with torch_masks(model, masks):
         out = model(x)
         loss = torch_classification_loss(out, _as_torch(labels.astype(np.int64)))
         loss.backward()
+    return float(loss.item()), {k: v.detach().cpu().numpy() for k, v in output_heads(out).items()}
+
+
+def torch_loss_and_grads(model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray,
+                         masks: Arrays | None = None):
+    """(loss, {head: logits}, {param key: grad}) of ``torch_classification_loss`` on one
+    batch (a parameter the loss does not reach has a zero gradient, as in Flax)."""
+    loss, heads = torch_backward(model, x_nhwc, labels, masks)
     grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().numpy()
              for k, p in model.named_parameters()}
-    heads = {k: v.detach().cpu().numpy() for k, v in output_heads(out).items()}
-    return float(loss.item()), heads, grads
+    return loss, heads, grads
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from parity.archs import course_archs, torchvision_archs
 from parity.compare import batches_pass, compare_on_batches, grad_diff
 from parity.metrics import float32_bound, set_relative_errors
 from parity.pair import make_pair
+from parity.precision import exact_numerics
 
 
 @pytest.mark.parametrize('arch', course_archs())
@@ -41,7 +42,8 @@ def test_a_wrong_weight_fails_the_gradient_check():
     """The check is not vacuous: one Flax weight nudged by 1e-3 of its scale fails it."""
     pair = make_pair('lenet', 'float64')
     kernel = pair.flax.net.layers[3].kernel
-    kernel[...] = kernel[...].at[0, 0, 0, 0].add(1e-3 * float(np.abs(kernel[...]).max()))
+    with exact_numerics():  # float64 arithmetic outside it would be float32
+        kernel[...] = kernel[...].at[0, 0, 0, 0].add(1e-3 * float(np.abs(kernel[...]).max()))
     report = grad_diff(pair)
     assert not report.ok
     assert 'grad net.3.weight' in {f.name for f in report.failures}

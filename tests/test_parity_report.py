@@ -12,12 +12,14 @@ from jaxconv import layers as L
 from parity import report_table
 from parity.compare import layer_diff
 from parity.pair import make_pair
+from parity.precision import exact_numerics
 
 
 def break_weight(pair, layer_name: str, factor: float = 1.01):
     """Scale one Flax layer's kernel (not the twin's) by ``factor``."""
     layer = dict(L.named_layers(pair.flax))[layer_name]
-    layer.kernel[...] = layer.kernel[...] * factor
+    with exact_numerics():  # float64 arithmetic outside it would be float32
+        layer.kernel[...] = layer.kernel[...] * factor
     return pair
 
 
@@ -67,6 +69,7 @@ def test_cli_exits_1_and_names_the_broken_layer(monkeypatch, capsys):
     (['--arch', 'lenet', '--steps', '-3'], 'expected a positive integer, got -3'),
     (['--arch', 'lenet', '--image-size', '8'], 'lenet needs image_size >= 12, got 8'),
     (['--mode', 'eval'], 'the following arguments are required: --arch'),
+    (['--arch', 'vgg11', '--dropout', 'shared'], '--dropout shared needs --mode train'),
 ])
 def test_cli_argument_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -83,3 +86,13 @@ def test_report_table_rows():
     assert '| lenet | float64 |' in text
     for row in rows:
         assert all(np.isfinite(v) for v in row.errors.values())
+
+
+def test_a_module_run_twice_is_compared_call_by_call():
+    """torchvision's BasicBlock runs one ``relu`` module twice: each call gets its own row."""
+    report = layer_diff(make_pair('tv_resnet18', 'float32', image_size=33, batch_size=2),
+                        batch_size=2)
+    names = {f.name for f in report.figures}
+    assert {'layer1.0.relu (call 1)', 'layer1.0.relu (call 2)'} <= names
+    assert 'layer1.0.relu' not in names
+    assert report.ok and not report.notes, report.table(only_failures=True)

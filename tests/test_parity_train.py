@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 from flax import nnx
 from torch import nn
 
@@ -107,6 +108,19 @@ def test_arch_lists_are_the_models():
         kinds = {type(m) for m in twin.modules()}
         assert (nn.BatchNorm2d in kinds) == (arch in BATCHNORM_ARCHS), arch
         assert (nn.Dropout in kinds) == (arch in DROPOUT_ARCHS), arch
+
+
+def test_exact_numerics_is_scoped():
+    """float64, 'highest' precision and TF32 off hold inside a comparison and nowhere else."""
+    outside = (jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision,
+               torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with exact_numerics():
+        assert jax.config.jax_enable_x64
+        assert jax.config.jax_default_matmul_precision == 'highest'
+        assert not torch.backends.cuda.matmul.allow_tf32
+        assert not torch.backends.cudnn.allow_tf32
+    assert (jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision,
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == outside
 
 
 # Between them these use every layer type of jaxconv.layers.

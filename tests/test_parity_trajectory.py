@@ -15,7 +15,7 @@ import pytest
 from parity.archs import course_archs
 from parity.compare import trajectory_diff
 from parity.optimizers import OPTIMIZER_CASES
-from parity.pair import make_pair
+from parity.pair import make_pair, parity_profile
 
 
 def check(trajectory):
@@ -28,14 +28,19 @@ def test_float64_three_steps(arch):
     check(trajectory_diff(make_pair(arch, 'float64'), steps=3))
 
 
-# resnet18 at 33×33 (its profile is 16×16): at 16, stage 4 runs 3×3 convs on 1×1 maps, whose
-# 8 off-centre taps get gradients of exactly 0 and the centre tap tiny ones; Adam divides each
-# element by its own magnitude (m / √v), which turns float64's last-bit differences in those
-# tiny gradients into 5e-8 relative weight differences after 3 steps (SGD: 1e-15).
 @pytest.mark.parametrize('case', sorted(OPTIMIZER_CASES))
-@pytest.mark.parametrize('arch,image_size,batch_size', [('lenet', 12, 4), ('resnet18', 33, 4)])
-def test_float64_three_steps_with_every_optimizer(arch, image_size, batch_size, case):
-    pair = make_pair(arch, 'float64', image_size=image_size, batch_size=batch_size)
+def test_float64_three_steps_with_every_optimizer(case):
+    check(trajectory_diff(make_pair('lenet', 'float64'), steps=3, optimizer=case))
+
+
+# Adam with BatchNorm. resnet18 at 33×33 (its profile is 16×16): at 16, stage 4 runs 3×3 convs
+# on 1×1 maps, whose 8 off-centre taps get gradients of exactly 0 and the centre tap tiny
+# ones; Adam divides each element by its own magnitude (m / √v), which turns float64's
+# last-bit differences in those tiny gradients into 5e-8 relative weight differences after
+# 3 steps (SGD: 1e-15). At 33 (2×2 maps) the worst is 2e-9.
+@pytest.mark.parametrize('case', ['adam_l2', 'adamw'])
+def test_float64_adam_with_batchnorm(case):
+    pair = make_pair('resnet18', 'float64', image_size=33, batch_size=4)
     check(trajectory_diff(pair, steps=3, optimizer=case))
 
 
@@ -46,6 +51,9 @@ def test_float64_steps_with_shared_dropout_masks():
 @pytest.mark.slow
 @pytest.mark.parametrize('arch', course_archs())
 def test_float64_hundred_steps(arch):
-    trajectory = trajectory_diff(make_pair(arch, 'float64'), steps=100)
+    """At the arch's ``long_run`` size where it has one (see ``parity.pair.Profile``)."""
+    image_size, batch_size = parity_profile(arch).long_run or (None, None)
+    pair = make_pair(arch, 'float64', image_size=image_size, batch_size=batch_size)
+    trajectory = trajectory_diff(pair, steps=100)
     print(f'\n{arch}: worst relative error after 100 steps {trajectory.report.worst_error:.2e}')
     check(trajectory)

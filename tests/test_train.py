@@ -260,6 +260,33 @@ def test_epochs_may_change_on_resume_only_with_a_constant_schedule():
     assert config_differences(run_fields(cosine), cosine.replace(epochs=5)) == ['epochs: 2 -> 5']
 
 
+def test_a_run_saved_before_a_field_existed_resumes_with_its_default():
+    """config.json of a run made before --dtype existed has no 'dtype': it was float32."""
+    config = resolve(TrainConfig(arch='lenet'))
+    saved = {k: v for k, v in run_fields(config).items() if k != 'dtype'}
+    assert config_differences(saved, config) == []
+    assert config_differences(saved, config.replace(dtype='float64')) == [
+        "dtype: 'float32' -> 'float64'"]
+
+
+@needs_data
+def test_float64_run_keeps_float64_parameters(tfds_dir, tmp_path):
+    """--dtype float64 (x64 is process-wide: a fresh interpreter) trains float64 weights."""
+    workdir = tmp_path / 'f64'
+    proc = run_train_py([*tiny_run(tfds_dir, workdir, '--dtype', 'float64', '--epochs', '1',
+                                   '--limit-train', '128', '--limit-eval', '64')], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((workdir / 'config.json').read_text())['config']['dtype'] == 'float64'
+    code = ('import sys, jax; jax.config.update("jax_enable_x64", True); sys.path.insert(0, "tests");'
+            'from test_train import final_state; import numpy as np;'
+            f'_, leaves = final_state({str(workdir)!r});'
+            'print(sorted({str(x.dtype) for x in leaves if np.issubdtype(x.dtype, np.floating)}))')
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, 'JAX_PLATFORMS': 'cpu'}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "['float64']"
+
+
 # ------------------------------------------------------------------------------------------------
 # Resuming gives the run that was never interrupted
 # ------------------------------------------------------------------------------------------------

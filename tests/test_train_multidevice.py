@@ -47,9 +47,9 @@ def finish(proc: subprocess.Popen, out: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def assert_same_curve(a, b):
+def assert_same_curve(a, b, rtol=RTOL):
     assert len(a) == len(b) > 0
-    np.testing.assert_allclose(a, b, rtol=RTOL, atol=0)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=0)
 
 
 ARCH = 'mlp_dropout'  # dropout: the sharded masks must equal the unsharded ones
@@ -67,10 +67,10 @@ def one_device(tfds_dir, tmp_path_factory):  # noqa: F811
     return result, read_jsonl(tmp / 'run' / 'metrics.jsonl')
 
 
-def assert_same_metrics(records, reference):
+def assert_same_metrics(records, reference, rtol=RTOL):
     for r, ref in zip(without_timing(records), without_timing(reference), strict=True):
         for key in ('train_loss', 'test_loss'):
-            np.testing.assert_allclose(r[key], ref[key], rtol=RTOL)
+            np.testing.assert_allclose(r[key], ref[key], rtol=rtol)
 
 
 def test_eight_devices_give_the_one_device_loss_curve(one_device, tfds_dir, tmp_path):  # noqa: F811
@@ -86,18 +86,25 @@ def test_eight_devices_give_the_one_device_loss_curve(one_device, tfds_dir, tmp_
 @pytest.mark.slow
 @needs_data
 def test_eight_devices_batchnorm_statistics(tfds_dir, tmp_path):  # noqa: F811
-    """ResNet-18: BatchNorm statistics over the whole sharded batch. A small Adam step keeps
-    the trajectory smooth, so that float32 reduction-order noise stays at its own size."""
+    """ResNet-18: BatchNorm statistics over the whole sharded batch, in float64.
+
+    float64, because float32 cannot tell a wrong statistic from chaos here: 8 devices sum in
+    another order, and this run amplifies that last-bit noise 1e4-fold per step. Measured
+    (SGD lr 0.01, float32): 1 and 8 devices agree to 3e-7 at step 2, differ by 3e-3 at step 3
+    and 9% at step 4, and float32 itself is 6% from float64 by step 4. In float64 the 1-, 2-
+    and 8-device losses agree to 12 digits at all 8 steps.
+    """
     args = ['--limit-train', '256', '--limit-eval', '128', '--image-size', '32', '--optimizer',
-            'adam', '--lr', '1e-3']
+            'sgd', '--lr', '0.01', '--dtype', 'float64']
     runs = {}
     for n in (1, 8):
         out = tmp_path / f'{n}.json'
         argv = [*tiny_run(tfds_dir, tmp_path / str(n), arch='resnet18'), *args, '--devices', str(n)]
         runs[n] = finish(driver(out, argv, devices=8), out)
         assert runs[n]['devices'] == n
-    assert_same_curve(runs[8]['losses'], runs[1]['losses'])
-    assert_same_metrics(*(read_jsonl(tmp_path / str(n) / 'metrics.jsonl') for n in (8, 1)))
+    assert_same_curve(runs[8]['losses'], runs[1]['losses'], rtol=1e-10)
+    assert_same_metrics(*(read_jsonl(tmp_path / str(n) / 'metrics.jsonl') for n in (8, 1)),
+                        rtol=1e-10)
 
 
 def test_batch_not_divisible_by_devices_is_a_usage_error(tmp_path):

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               + _recipe_default('schedule'))
     add('--seed', type=int, default=0, help='parameter init, data order and dropout '
                                             '(default: %(default)s)')
+    add('--dtype', choices=('float32', 'float64'), default='float32',
+        help='parameters and computation (default: %(default)s); float64 is several times '
+             'slower and serves exact comparisons, e.g. that N devices train like 1')
     add('--workdir', metavar='DIR', help='output directory (default: runs/ARCH-DATASET)')
     add('--resume', action='store_true', help='continue the run in --workdir from its latest '
                                               'checkpoint (same settings required)')

@@ -35,6 +35,7 @@ class TrainConfig:
     momentum: float = 0.9            # for 'momentum' and 'nesterov'
     schedule: str | None = None
     seed: int = 0
+    dtype: str = 'float32'           # 'float64': exact math, for equivalence checks
     workdir: str | None = None       # default: runs/<arch>-<dataset>
     resume: bool = False
     overwrite: bool = False
@@ -58,7 +59,11 @@ class TrainConfig:
 #: Fields a resumed run must share with the run it continues. ``epochs`` joins them when the
 #: learning-rate schedule depends on the run's length (every schedule but 'constant').
 RUN_FIELDS = ('arch', 'dataset', 'image_size', 'batch_size', 'optimizer', 'lr', 'weight_decay',
-              'momentum', 'schedule', 'seed', 'limit_train', 'limit_eval')
+              'momentum', 'schedule', 'seed', 'dtype', 'limit_train', 'limit_eval')
+
+
+#: Parameter and computation dtypes; float64 turns on ``jax_enable_x64`` for the process.
+DTYPES = ('float32', 'float64')
 
 
 def run_fields(config: TrainConfig) -> dict[str, Any]:
@@ -100,6 +105,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f'--epochs must be a non-negative integer, got {config.epochs!r}')
     if not _is_int(config.seed) or config.seed < 0:
         raise ConfigError(f'--seed must be a non-negative integer, got {config.seed!r}')
+    if config.dtype not in DTYPES:
+        raise ConfigError(f'--dtype must be one of {", ".join(DTYPES)}, got {config.dtype!r}')
     if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
         raise ConfigError(f'--lr must be a positive number, got {config.lr!r}')
     if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
@@ -132,7 +139,11 @@ def _positive_int(config, *names, optional=False):
 
 
 def config_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    """``'name: saved -> new'`` for every run-defining field that differs from ``saved``."""
+    """``'name: saved -> new'`` for every run-defining field that differs from ``saved``.
+
+    A field missing from ``saved`` (a run made before the field existed) counts as its
+    default value."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     names = dict.fromkeys([*saved, *run_fields(config)])
-    return [f'{n}: {saved.get(n)!r} -> {getattr(config, n, None)!r}'
-            for n in names if saved.get(n) != getattr(config, n, None)]
+    return [f'{n}: {saved.get(n, defaults.get(n))!r} -> {getattr(config, n, None)!r}'
+            for n in names if saved.get(n, defaults.get(n)) != getattr(config, n, None)]

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm.auto import tqdm
@@ -105,7 +106,8 @@ def build_model(config: TrainConfig, spec):
     try:
         return create_model(config.arch, num_classes=spec.num_classes,
                             in_channels=spec.image_shape[-1], image_size=config.image_size,
-                            rngs=train_steps.model_rngs(config.seed))
+                            rngs=train_steps.model_rngs(config.seed),
+                            dtype=jnp.dtype(config.dtype))
     except ImageSizeError as e:
         raise ConfigError(f'--image-size: {e}') from None
 
@@ -319,6 +321,8 @@ def fit(config: TrainConfig) -> FitResult:
     """
     started = time.perf_counter()
     config = resolve(config)
+    if config.dtype == 'float64':  # before any array exists: float64 needs x64 mode
+        jax.config.update('jax_enable_x64', True)
     initialize_distributed(coordinator_address=config.coordinator_address,
                            num_processes=config.num_processes, process_id=config.process_id,
                            autodetect=config.distributed)
