@@ -48,8 +48,16 @@ def test_float64_steps_with_shared_dropout_masks():
     check(trajectory_diff(make_pair('mlp_dropout', 'float64'), steps=5, dropout='shared'))
 
 
+# Deeper members of a family (the same layer types and blocks as vgg11 / resnet18, repeated)
+# take 40% of the slow set's time: marked `long`, run with `pytest -m long` (measured passing,
+# README), not in .ci/run.
+FAMILY_DEPTH_VARIANTS = {'vgg13', 'vgg16', 'vgg19', 'resnet34'}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('arch', course_archs())
+@pytest.mark.parametrize('arch', [
+    pytest.param(a, marks=pytest.mark.long) if a in FAMILY_DEPTH_VARIANTS else a
+    for a in course_archs()])
 def test_float64_hundred_steps(arch):
     """At the arch's ``long_run`` size where it has one (see ``parity.pair.Profile``)."""
     image_size, batch_size = parity_profile(arch).long_run or (None, None)

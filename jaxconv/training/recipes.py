@@ -38,10 +38,10 @@ RECIPES: dict[str, Recipe] = {
     'mlp_dropout': Recipe(28, 256, 'adam', 1e-3, 10),
     'lenet': Recipe(28, 64, 'adam', 1e-2, 10, measured='0.897'),
     'alexnet': Recipe(96, 128, 'adam', 1e-4, 3),
-    'vgg11': Recipe(32, 64, 'adam', 2e-4, 2),
-    'vgg13': Recipe(32, 64, 'adam', 2e-4, 2),
-    'vgg16': Recipe(32, 64, 'adam', 2e-4, 2),
-    'vgg19': Recipe(32, 64, 'adam', 2e-4, 2),
+    'vgg11': Recipe(32, 64, 'adam', 2e-4, 3),
+    'vgg13': Recipe(32, 64, 'adam', 2e-4, 3),
+    'vgg16': Recipe(32, 64, 'adam', 2e-4, 3),
+    'vgg19': Recipe(32, 64, 'adam', 2e-4, 3),
     'nin': Recipe(96, 128, 'adam', 1e-3, 3),
     'googlenet': Recipe(32, 128, 'adam', 1e-3, 2),
     'resnet18': Recipe(32, 128, 'momentum', 0.05, 2, weight_decay=5e-4),
@@ -49,7 +49,7 @@ RECIPES: dict[str, Recipe] = {
     'resnext': Recipe(32, 128, 'momentum', 0.05, 2, weight_decay=5e-4),
     'densenet': Recipe(32, 128, 'momentum', 0.05, 2, weight_decay=5e-4),
     'tv_alexnet': Recipe(64, 128, 'adam', 1e-4, 3),
-    'tv_vgg11': Recipe(32, 64, 'adam', 2e-4, 2),
+    'tv_vgg11': Recipe(32, 64, 'adam', 2e-4, 3),
 }
 
 #: For registered architectures without an entry above (e.g. the torchvision variants).
