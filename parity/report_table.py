@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from parity.archs import course_archs, parity_archs
 from parity.compare import forward_diff, grad_diff, train_step_diff, trajectory_diff
 from parity.metrics import Report
-from parity.pair import DTYPES, make_pair
+from parity.pair import DTYPES, make_pair, parity_profile
 
 COLUMNS = {'forward': 'eval forward', 'train': 'train-mode forward + BN buffers',
            'grads': 'loss + gradients', 'trajectory': 'trajectory'}
@@ -37,6 +37,7 @@ class Row:
     errors: dict[str, float] = field(default_factory=dict)
     torch_errors: dict[str, float | None] = field(default_factory=dict)
     ok: dict[str, bool | None] = field(default_factory=dict)  # None: reported, not judged
+    trajectory_input: str | None = None  # when the trajectory ran at the profile's long_run
 
     def add(self, kind: str, report: Report):
         self.errors[kind] = report.worst_error
@@ -46,7 +47,9 @@ class Row:
 
 
 def measure(archs: list[str], *, steps: int = 10, dtypes=DTYPES, log=None) -> list[Row]:
-    """Run the four comparisons for each arch and dtype (a fresh pair for the trajectory)."""
+    """Run the four comparisons for each arch and dtype. The trajectory gets a fresh pair, at
+    the profile's ``long_run`` size where it has one (BatchNorm nets train chaotically on a few
+    values per channel: ``parity.pair.Profile``)."""
     rows = []
     for arch in archs:
         for dtype in dtypes:
@@ -56,6 +59,12 @@ def measure(archs: list[str], *, steps: int = 10, dtypes=DTYPES, log=None) -> li
             row.add('forward', forward_diff(pair))
             row.add('train', train_step_diff(pair))
             row.add('grads', grad_diff(pair))
+            long_run = parity_profile(arch).long_run
+            if long_run:
+                pair = make_pair(arch, dtype, image_size=long_run[0], batch_size=long_run[1])
+                row.trajectory_input = f'{long_run[1]}×{long_run[0]}²'
+            else:
+                pair = make_pair(arch, dtype)
             row.add('trajectory', trajectory_diff(pair, steps=steps).report)
             rows.append(row)
             if log:
@@ -67,6 +76,8 @@ def _cell(row: Row, kind: str) -> str:
     text = f'{row.errors[kind]:.1e}'
     if row.torch_errors[kind] is not None:
         text += f' / {row.torch_errors[kind]:.1e}'
+    if kind == 'trajectory' and row.trajectory_input:
+        text += f' (at {row.trajectory_input})'
     return text + ' ✗' if row.ok[kind] is False else text
 
 

@@ -38,7 +38,7 @@ RECIPES: dict[str, Recipe] = {
     'mlp_dropout': Recipe(28, 256, 'adam', 1e-3, 10),
     'lenet': Recipe(28, 64, 'adam', 1e-2, 10, measured='0.897'),
     'alexnet': Recipe(96, 128, 'adam', 1e-4, 3),
-    'vgg11': Recipe(32, 64, 'adam', 2e-4, 3),
+    'vgg11': Recipe(32, 64, 'adam', 2e-4, 3, measured='0.910'),
     'vgg13': Recipe(32, 64, 'adam', 2e-4, 3),
     'vgg16': Recipe(32, 64, 'adam', 2e-4, 3),
     'vgg19': Recipe(32, 64, 'adam', 2e-4, 3),
