@@ -44,7 +44,7 @@ def test_conv2d_matches_torch(cin, cout, k, stride, pad, dil, groups):
 def test_conv2d_stride2_even_input_is_symmetric_not_same():
     # 'SAME' would pad (0, 1) here; torch pads (1, 1), so the first output sees the top-left pad.
     conv = L.Conv2d(1, 1, 3, stride=2, padding=1, bias=False, rngs=nnx.Rngs(0))
-    conv.kernel[...] = jnp.ones((3, 3, 1, 1))
+    conv.kernel[...] = jnp.ones((3, 3, 1, 1), jnp.float32)
     y = conv(jnp.ones((1, 4, 4, 1)))
     np.testing.assert_array_equal(np.asarray(y)[0, :, :, 0], [[4, 6], [6, 9]])
 
