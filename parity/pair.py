@@ -72,6 +72,12 @@ def parity_profile(arch: str) -> Profile:
     return PARITY_PROFILES.get(arch) or Profile(min_image_size(arch))
 
 
+def make_long_run_pair(arch: str, dtype: str = 'float32', **kw) -> ModelPair:
+    """``make_pair`` at the profile's ``long_run`` size where it has one (for trajectories)."""
+    image_size, batch_size = parity_profile(arch).long_run or (None, None)
+    return make_pair(arch, dtype, image_size=image_size, batch_size=batch_size, **kw)
+
+
 def torch_dtype_of(dtype: str) -> torch.dtype:
     return {'float32': torch.float32, 'float64': torch.float64}[dtype]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from parity.archs import course_archs, parity_archs
 from parity.compare import forward_diff, grad_diff, train_step_diff, trajectory_diff
 from parity.metrics import Report
-from parity.pair import DTYPES, make_pair, parity_profile
+from parity.pair import DTYPES, make_long_run_pair, make_pair, parity_profile
 
 COLUMNS = {'forward': 'eval forward', 'train': 'train-mode forward + BN buffers',
            'grads': 'loss + gradients', 'trajectory': 'trajectory'}
@@ -59,12 +59,9 @@ def measure(archs: list[str], *, steps: int = 10, dtypes=DTYPES, log=None) -> li
             row.add('forward', forward_diff(pair))
             row.add('train', train_step_diff(pair))
             row.add('grads', grad_diff(pair))
-            long_run = parity_profile(arch).long_run
-            if long_run:
-                pair = make_pair(arch, dtype, image_size=long_run[0], batch_size=long_run[1])
-                row.trajectory_input = f'{long_run[1]}×{long_run[0]}²'
-            else:
-                pair = make_pair(arch, dtype)
+            pair = make_long_run_pair(arch, dtype)
+            if parity_profile(arch).long_run:
+                row.trajectory_input = f'{pair.batch_size}×{pair.image_size}²'
             row.add('trajectory', trajectory_diff(pair, steps=steps).report)
             rows.append(row)
             if log:

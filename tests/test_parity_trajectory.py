@@ -15,7 +15,7 @@ import pytest
 from parity.archs import course_archs
 from parity.compare import trajectory_diff
 from parity.optimizers import OPTIMIZER_CASES
-from parity.pair import make_pair, parity_profile
+from parity.pair import make_long_run_pair, make_pair
 
 
 def check(trajectory):
@@ -60,8 +60,6 @@ FAMILY_DEPTH_VARIANTS = {'vgg13', 'vgg16', 'vgg19', 'resnet34'}
     for a in course_archs()])
 def test_float64_hundred_steps(arch):
     """At the arch's ``long_run`` size where it has one (see ``parity.pair.Profile``)."""
-    image_size, batch_size = parity_profile(arch).long_run or (None, None)
-    pair = make_pair(arch, 'float64', image_size=image_size, batch_size=batch_size)
-    trajectory = trajectory_diff(pair, steps=100)
+    trajectory = trajectory_diff(make_long_run_pair(arch, 'float64'), steps=100)
     print(f'\n{arch}: worst relative error after 100 steps {trajectory.report.worst_error:.2e}')
     check(trajectory)

@@ -14,7 +14,7 @@ import sys
 from jaxconv.data import DATASETS, DataError
 from jaxconv.optim import OPTIMIZERS
 from jaxconv.registry import list_models
-from jaxconv.training.config import TrainConfig
+from jaxconv.training.config import DTYPES, TrainConfig
 from jaxconv.training.errors import ConfigError, NonFiniteLossError
 from jaxconv.training.loop import FitResult, fit
 from jaxconv.training.recipes import SCHEDULES, recipe_table
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               + _recipe_default('schedule'))
     add('--seed', type=int, default=0, help='parameter init, data order and dropout '
                                             '(default: %(default)s)')
-    add('--dtype', choices=('float32', 'float64'), default='float32',
+    add('--dtype', choices=DTYPES, default='float32',
         help='parameters and computation (default: %(default)s); float64 is several times '
              'slower and serves exact comparisons, e.g. that N devices train like 1')
     add('--workdir', metavar='DIR', help='output directory (default: runs/ARCH-DATASET)')
