@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ from jaxconv.data import (
     verify_file,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+from real_data import DATASETS_DIR as SHARED  # $JAXCONV_TEST_DATASETS  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 HERMETIC = dict(download=False, use_os_package=False)
 FMNIST_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -53,7 +54,7 @@ def _shared(sub: str) -> Path:
     d = SHARED / sub
     if not all((d / f).is_file() for f in FMNIST_FILES):
         pytest.skip(f"real data not found: {d} should hold the official {sub} .gz files "
-                    f"(see shared/datasets/README.md)")
+                    f"(set $JAXCONV_TEST_DATASETS to the directory holding {sub}/)")
     return d
 
 
@@ -234,6 +235,97 @@ def test_cifar_synthetic_archive_rejected_without_explicit_checksum(cifar, tmp_p
     with pytest.raises(ChecksumError, match="cifar-10-binary.tar.gz"):
         load_split("cifar10", "test", data_dir=src, tfds_dir=tmp_path, **HERMETIC)
     assert not (tmp_path / "cifar10").exists()
+
+
+# ------------------------------------------------------- CIFAR python archive (synthetic)
+
+
+def make_cifar_python_archive(directory: Path, records: dict, *, batch=None) -> Path:
+    """cifar-10-python.tar.gz in the official layout (pickled dicts, protocol 2 as the
+    original Python 2 pickles) holding ``records`` (the binary archive's examples, in order).
+    ``batch`` replaces data_batch_1's pickle bytes (malformed-file cases)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (train_x, train_y), (test_x, test_y) = records["train"], records["test"]
+    chunks = np.array_split(np.arange(len(train_x)), 5)
+    members = {}
+    for i, idx in enumerate(chunks, 1):
+        members[f"data_batch_{i}"] = {"batch_label": f"training batch {i} of 5",
+                                      "labels": train_y[idx].tolist(),
+                                      "data": train_x[idx].transpose(0, 3, 1, 2).reshape(-1, 3072),
+                                      "filenames": [f"img{j}.png" for j in idx]}
+    members["test_batch"] = {"batch_label": "testing batch 1 of 1", "labels": test_y.tolist(),
+                             "data": test_x.transpose(0, 3, 1, 2).reshape(-1, 3072)}
+    members["batches.meta"] = {"label_names": CIFAR_NAMES, "num_vis": 3072,
+                               "num_cases_per_batch": len(chunks[0])}
+    path = directory / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, obj in members.items():
+            data = pickle.dumps(obj, protocol=2)
+            if batch is not None and name == "data_batch_1":
+                data = batch
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cifar_python(cifar, tmp_path_factory):
+    _, _, records, _ = cifar
+    archive = make_cifar_python_archive(tmp_path_factory.mktemp("cifar_py_src"), records)
+    return archive, records
+
+
+def test_cifar_python_archive_parses_to_the_binary_archives_examples(cifar_python):
+    from jaxconv.data.builders import read_cifar10_python
+    archive, records = cifar_python
+    names, splits = read_cifar10_python(archive)
+    assert names == CIFAR_NAMES
+    for split in ("train", "test"):
+        x, y = splits[split]
+        np.testing.assert_array_equal(x, records[split][0])  # same order, HWC, R G B
+        np.testing.assert_array_equal(y, records[split][1])
+
+
+def test_cifar_python_archive_through_data_dir(cifar_python, tmp_path):
+    archive, records = cifar_python
+    for name in ("cifar10", "cifar2"):
+        x, y = load_split(name, "train", data_dir=archive.parent, tfds_dir=tmp_path,
+                          extra_checksums=register(archive), **HERMETIC)
+        rx, ry = records["train"]
+        if name == "cifar2":
+            keep = (ry == 3) | (ry == 5)
+            rx, ry = rx[keep], (ry[keep] == 5).astype(np.int32)
+        assert as_multiset(x, y) == as_multiset(rx, ry)
+
+
+def test_cifar_python_archive_checksum_is_verified(cifar_python, tmp_path):
+    """A generated archive is not the official one: without the caller's opt-in it is a
+    checksum error naming the file and the official size and sha256, and nothing is prepared."""
+    archive, _ = cifar_python
+    with pytest.raises(ChecksumError, match="cifar-10-python.tar.gz") as info:
+        load_split("cifar10", "train", data_dir=archive.parent, tfds_dir=tmp_path, **HERMETIC)
+    assert "170498071 bytes" in str(info.value)
+    assert "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce" in str(info.value)
+    assert not (tmp_path / "cifar10").exists()
+
+
+@pytest.mark.parametrize("blob, needle", [
+    (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 11]}, protocol=2),
+     "label 11 outside 0..9"),
+    (pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}, protocol=2),
+     "expected uint8 (N, 3072)"),
+    (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0]}, protocol=2),
+     "1 labels for 2 images"),
+    (b"cos\nsystem\n(S'echo owned'\ntR.", "refusing to load os.system"),
+])
+def test_cifar_python_malformed_batch_names_the_member(cifar, tmp_path, blob, needle):
+    from jaxconv.data.builders import read_cifar10_python
+    _, _, records, _ = cifar
+    archive = make_cifar_python_archive(tmp_path, records, batch=blob)
+    with pytest.raises(DataError) as info:
+        read_cifar10_python(archive)
+    assert needle in str(info.value) and "cifar-10-batches-py/data_batch_1" in str(info.value)
 
 
 # ------------------------------------------------------------------ errors

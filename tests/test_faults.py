@@ -42,8 +42,9 @@ from jaxconv.data import DATASETS
 from jaxconv.optim import OPTIMIZERS
 from jaxconv.registry import list_models
 
+from real_data import DATASETS_DIR as SHARED_DATASETS  # $JAXCONV_TEST_DATASETS  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO.parent / 'shared' / 'datasets'
 FASHION_MNIST = SHARED_DATASETS / 'fashion-mnist'
 MNIST = SHARED_DATASETS / 'mnist'
 FASHION_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',

@@ -27,9 +27,10 @@ from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.cli import build_parser, main
 from jaxconv.training.config import config_differences, run_fields
 
+from real_data import DATASETS_DIR  # $JAXCONV_TEST_DATASETS  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / 'shared'
-FASHION_MNIST = SHARED / 'datasets' / 'fashion-mnist'
+FASHION_MNIST = DATASETS_DIR / 'fashion-mnist'
 
 needs_data = pytest.mark.skipif(not FASHION_MNIST.is_dir(),
                                 reason=f'Fashion-MNIST not found at {FASHION_MNIST}')
@@ -166,6 +167,25 @@ def test_missing_data_is_one_message_without_traceback(tmp_path, capsys):
     assert not workdir.exists()
 
 
+def test_readme_main_job_without_any_data_is_one_message(tmp_path, capsys, monkeypatch):
+    """The quick start's ``train.py --arch vgg11`` on a machine with no prepared dataset, no
+    Debian package and no network: exit 1 with the message naming every way to supply the
+    data, nothing written (the lookups are pinned so the machine cannot change the outcome)."""
+    from jaxconv.data import sources
+    monkeypatch.setattr(sources, '_unreachable', lambda name: 'no network (test)')
+    monkeypatch.setattr(sources, 'find_os_package_files',
+                        lambda name: (None, 'OS package dataset-fashion-mnist: not installed'))
+    workdir = tmp_path / 'run'
+    code = main(['--arch', 'vgg11', '--workdir', str(workdir), '--tfds-dir', str(tmp_path / 'tfds'),
+                 '--no-progress'])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith('train.py: data error: Fashion-MNIST'), err
+    for needle in ('was not found', '--data-dir', 'apt-get install dataset-fashion-mnist',
+                   'network access'):
+        assert needle in err
+    assert 'Traceback' not in err and not workdir.exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # A real (tiny) run and what it leaves in the workdir
 # ------------------------------------------------------------------------------------------------
@@ -269,6 +289,20 @@ def test_a_run_saved_before_a_field_existed_resumes_with_its_default():
         "dtype: 'float32' -> 'float64'"]
 
 
+def test_a_run_saved_before_augment_existed_resumes_as_none():
+    """A run saved before --augment existed trained without augmentation: it resumes as 'none',
+    and a CIFAR run of then (whose default is now crop-flip) must say --augment none."""
+    config = resolve(TrainConfig(arch='lenet'))
+    saved = {k: v for k, v in run_fields(config).items()
+             if k not in ('augment', 'channels', 'val_fraction')}
+    assert config.augment == 'none' and config_differences(saved, config) == []
+    cifar = resolve(TrainConfig(arch='resnet18', dataset='cifar10'))
+    assert cifar.augment == 'crop-flip'
+    saved = {k: v for k, v in run_fields(cifar).items() if k != 'augment'}
+    assert config_differences(saved, cifar) == ["augment: 'none' -> 'crop-flip'"]
+    assert config_differences(saved, cifar.replace(augment='none')) == []
+
+
 @needs_data
 def test_float64_run_keeps_float64_parameters(tfds_dir, tmp_path):
     """--dtype float64 (x64 is process-wide: a fresh interpreter) trains float64 weights."""
@@ -307,14 +341,15 @@ def raise_signal_at(step: int, signum: int, monkeypatch):
 
 
 @needs_data
-def test_interrupted_mid_epoch_resumes_exactly(tfds_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize('augment', ['none', 'crop-flip'])
+def test_interrupted_mid_epoch_resumes_exactly(tfds_dir, tmp_path, monkeypatch, augment):
     """SIGINT during epoch 1 (32 steps of 16): the run stops at the next metrics fetch (after
     steps 1, 11, 21, ...: step 21), checkpoints mid-epoch with the epoch's partial sums, exits
-    130; --resume continues from step 21 with the same batches and dropout masks, ending
-    bit-identical to an uninterrupted run.
+    130; --resume continues from step 21 with the same batches, dropout masks and (with
+    --augment) crops and flips, ending bit-identical to an uninterrupted run.
     """
     args = lambda workdir: tiny_run(tfds_dir, workdir, '--batch-size', '16',  # noqa: E731
-                                    arch='mlp_dropout')
+                                    '--augment', augment, arch='mlp_dropout')
     assert main(args(tmp_path / 'reference')) == 0
 
     workdir = tmp_path / 'interrupted'
@@ -422,7 +457,7 @@ def test_a_real_divergence_is_caught(tfds_dir, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------
 # THE command of the issue
 # ------------------------------------------------------------------------------------------------
-VGG11_COMMAND = ['--arch', 'vgg11', '--data-dir', '../shared/datasets/fashion-mnist', '--epochs',
+VGG11_COMMAND = ['--arch', 'vgg11', '--data-dir', str(FASHION_MNIST), '--epochs',
                  '1', '--limit-train', '2048', '--limit-eval', '512']
 
 

@@ -6,11 +6,15 @@ inside jit.
     for x, y in epoch_batches(images, labels, 128, seed=0, epoch=e, start_step=s):
         ...  # inside the jitted step: preprocess(x, image_size=32, mean=..., std=...)
 
+    own = load_folder("my_images", image_size=32)  # ImageFolder tree -> arrays + own.spec
+
 ``builders`` (tfds) is imported lazily, on the first load.
 """
 
 from .errors import ChecksumError, DataError, DatasetNotFoundError
-from .info import CIFAR2_SOURCE_LABELS, DATASETS, SPLITS, DatasetSpec, get_spec
+from .folder import FolderDataset, load_folder
+from .info import (CIFAR2_SOURCE_LABELS, DATASET_NAMES, DATASETS, FOLDER, SPLITS, DatasetSpec,
+                   get_spec)
 from .pipeline import (
     epoch_batches,
     epoch_permutation,
@@ -31,7 +35,8 @@ from .sources import (
 
 __all__ = [
     "ChecksumError", "DataError", "DatasetNotFoundError",
-    "CIFAR2_SOURCE_LABELS", "DATASETS", "SPLITS", "DatasetSpec", "get_spec",
+    "CIFAR2_SOURCE_LABELS", "DATASET_NAMES", "DATASETS", "FOLDER", "SPLITS", "DatasetSpec",
+    "get_spec", "FolderDataset", "load_folder",
     "epoch_batches", "epoch_permutation", "eval_batches", "pad_batch", "preprocess",
     "steps_per_epoch",
     "find_official_files", "find_os_package_files", "load_split", "official_files",

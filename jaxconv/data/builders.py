@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import pickle
 import tarfile
 from collections.abc import Iterable, Mapping
 from urllib.parse import urljoin
@@ -200,6 +201,77 @@ def read_tar_members(path: os.PathLike | str, names: Iterable[str]) -> dict[str,
 
 _CIFAR_RECORD = 1 + 32 * 32 * 3  # label byte + R, G, B planes
 
+#: The python version of CIFAR-10 (what torchvision downloads): the same images in the same
+#: order as the binary archive, as pickled dicts {'data': uint8 (10000, 3072) R, G, B planes,
+#: 'labels': [int]} in cifar-10-batches-py/, class names in batches.meta's 'label_names'.
+CIFAR10_PYTHON_FILENAME = "cifar-10-python.tar.gz"
+_CIFAR_PY_PREFIX = "cifar-10-batches-py/"
+_CIFAR_PY_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_PY_TEST = ("test_batch",)
+
+# What the official pickles (Python 2 cPickle of numpy arrays) and numpy 1/2 re-pickles need
+# (Python 3 writes bytes at protocol 2 as _codecs.encode(str, 'latin1')); any other global in
+# the stream is refused, so unpickling cannot run arbitrary code.
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),
+}
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _unpickle(blob: bytes, where: str) -> dict:
+    try:  # latin1: the official batches are Python 2 pickles (as torchvision reads them)
+        obj = _ArraysOnlyUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    except Exception as e:  # noqa: BLE001 - any malformed stream is a data error naming it
+        raise DataError(f"{where}: not a CIFAR python batch ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: not a CIFAR python batch (a {type(obj).__name__}, not a dict)")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def read_cifar10_python(path: os.PathLike | str,
+                        ) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Parse ``cifar-10-python.tar.gz``: (class names, {split: (uint8 NHWC, int64 labels)}).
+
+    Checks every batch's shapes, that labels and images agree in number, and the label range,
+    naming the member at fault.
+    """
+    members = {n: _CIFAR_PY_PREFIX + n for n in (*_CIFAR_PY_TRAIN, *_CIFAR_PY_TEST,
+                                                 "batches.meta")}
+    blobs = read_tar_members(path, members.values())
+    meta = _unpickle(blobs[members["batches.meta"]], f"{path}:{members['batches.meta']}")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
+    if len(names) != 10:
+        raise DataError(f"{path}: batches.meta lists {len(names)} class names, expected 10")
+    splits = {}
+    for split, batch_names in (("train", _CIFAR_PY_TRAIN), ("test", _CIFAR_PY_TEST)):
+        images, labels = [], []
+        for n in batch_names:
+            where = f"{path}:{members[n]}"
+            batch = _unpickle(blobs[members[n]], where)
+            data = np.asarray(batch.get("data"))
+            y = np.asarray(batch.get("labels"), np.int64)
+            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+                raise DataError(f"{where}: 'data' is {data.dtype} {data.shape}, expected uint8 "
+                                f"(N, 3072)")
+            if y.shape != (len(data),):
+                raise DataError(f"{where}: {len(y)} labels for {len(data)} images")
+            if len(y) and not 0 <= y.min() <= y.max() < 10:
+                raise DataError(f"{where}: label {y.max() if y.max() >= 10 else y.min()} "
+                                f"outside 0..9")
+            images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.append(y)
+        splits[split] = (np.concatenate(images), np.concatenate(labels))
+    return names, splits
+
 
 class Cifar10(_LocalFilesMixin, _tfds_cifar.Cifar10, skip_registration=True):
     """tfds ``cifar10`` 3.0.2 (binary archive), prepared without TensorFlow."""
@@ -217,6 +289,8 @@ class Cifar10(_LocalFilesMixin, _tfds_cifar.Cifar10, skip_registration=True):
         if info.url != self.official_files()["archive"][1]:  # tfds changed its source
             raise DataError(f"tfds's cifar10 now reads {info.url}; update jaxconv.data.builders")
         archive = self._fetch(dl_manager)["archive"]
+        if os.path.basename(archive) == CIFAR10_PYTHON_FILENAME:
+            return self._python_split_generators(archive)
         member = lambda n: info.prefix + n  # noqa: E731
         blobs = read_tar_members(
             archive, [member(n) for n in info.train_files + info.test_files + info.label_files])
@@ -232,6 +306,20 @@ class Cifar10(_LocalFilesMixin, _tfds_cifar.Cifar10, skip_registration=True):
             tfds.Split.TEST: self._generate_examples(
                 "test_", [(n, blobs[member(n)]) for n in info.test_files]),
         }
+
+    def _python_split_generators(self, archive):
+        """The same examples (ids, order, labels, pixels) from the python archive."""
+        names, splits = read_cifar10_python(archive)
+        self.info.features["label"].names = names
+        return {
+            tfds.Split.TRAIN: self._generate_arrays("train_", *splits["train"]),
+            tfds.Split.TEST: self._generate_arrays("test_", *splits["test"]),
+        }
+
+    def _generate_arrays(self, split_prefix, images, labels):
+        for index, (image, label) in enumerate(zip(images, labels)):
+            yield index, {"id": f"{split_prefix}{index:05d}", "image": encode_png(image),
+                          "label": int(label)}
 
     def _generate_examples(self, split_prefix, named_blobs):
         """Same keys and ids (``train_00000``...) as the built-in."""

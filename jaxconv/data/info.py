@@ -63,6 +63,14 @@ DATASETS: dict[str, DatasetSpec] = {
 
 SPLITS = ("train", "test")
 
+#: The user's own images (an ImageFolder tree given with ``--data-dir``). It has no entry in
+#: ``DATASETS``: its spec (classes, channels, mean/std) is computed from the images
+#: (:func:`jaxconv.data.folder.load_folder`).
+FOLDER = "folder"
+
+#: Every name ``--dataset`` accepts.
+DATASET_NAMES = (*sorted(DATASETS), FOLDER)
+
 
 def get_spec(name: str) -> DatasetSpec:
     """``DATASETS[name]`` with an error that lists the valid names."""

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .augment import augment as apply_augmentation
+
 #: Largest margin (target - source, per side pair) bridged by zero padding
 #: instead of resizing: 28 -> 32 reproduces the classic LeNet-style padding.
 MAX_PAD_MARGIN = 8
@@ -136,7 +138,8 @@ def _pads(src: int, dst: int) -> bool:
 
 
 def preprocess(x_uint8: jax.Array | np.ndarray, *, image_size: int | Sequence[int],
-               mean: Sequence[float], std: Sequence[float], dtype=jnp.float32) -> jax.Array:
+               mean: Sequence[float], std: Sequence[float], dtype=jnp.float32,
+               augment: str = "none", key: jax.Array | None = None) -> jax.Array:
     """uint8 NHWC -> normalised ``dtype`` NHWC of spatial size ``image_size``. Jittable.
 
     1. to float in [0, 1] (``/ 255``, as ``ToTensor``);
@@ -148,9 +151,11 @@ def preprocess(x_uint8: jax.Array | np.ndarray, *, image_size: int | Sequence[in
        mode='bilinear', align_corners=False, antialias=True)``): half-pixel
        centres; antialias only changes downsampling. (A ``Resize`` on PIL images
        would round to uint8 first and differ by up to 0.5/255.)
-    3. ``(x - mean) / std`` per channel, then cast to ``dtype`` (computed in f32).
+    3. training only: ``augment`` (:mod:`jaxconv.data.augment`, drawn from ``key``) on the
+       [0, 1] image of the final size, so crops pad with black as torchvision's do;
+    4. ``(x - mean) / std`` per channel, then cast to ``dtype`` (computed in f32).
 
-    ``image_size``, ``mean`` and ``std`` are Python constants (static under jit).
+    ``image_size``, ``mean``, ``std`` and ``augment`` are Python constants (static under jit).
     Also accepts a single (H, W, C) image.
     """
     x = jnp.asarray(x_uint8).astype(jnp.float32) / 255.0
@@ -166,6 +171,7 @@ def preprocess(x_uint8: jax.Array | np.ndarray, *, image_size: int | Sequence[in
     else:
         x = jax.image.resize(x, (*x.shape[:-3], th, tw, c), method="bilinear",
                              antialias=True)
+    x = apply_augmentation(x, key, augment)
     mean = np.asarray(mean, np.float32)
     std = np.asarray(std, np.float32)
     if mean.shape not in ((1,), (c,)) or std.shape not in ((1,), (c,)):

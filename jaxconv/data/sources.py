@@ -80,6 +80,14 @@ _SUBDIR_NAMES = {
 _CACHE_DIR = "jaxconv_cache"
 _CACHE_FORMAT = 1
 
+# CIFAR-10 also comes as the python archive (what torchvision downloads) alongside the binary
+# one tfds reads. tensorflow-datasets registers no checksum for it: its size and sha256 are
+# those Keras's cifar10.load_data checks (the CIFAR page publishes only its md5,
+# c58f30108f718f92721af3b95e74349a).
+_CIFAR10_PYTHON_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CIFAR10_PYTHON_SIZE = 170498071
+_CIFAR10_PYTHON_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+
 
 @dataclasses.dataclass(frozen=True)
 class OfficialFile:
@@ -92,6 +100,7 @@ class OfficialFile:
     size: int
     sha256: str
     content: tuple[int, str] | None = None  # (size, sha256) after gunzip, where known
+    registry: str = "tensorflow-datasets"  # who publishes the size and sha256
 
 
 def _builders():
@@ -118,6 +127,18 @@ def official_files(name: str) -> list[OfficialFile]:
         out.append(OfficialFile(tname, key, filename, url, int(info.size), info.checksum,
                                 _CONTENT_SHA256.get(tname, {}).get(filename)))
     return out
+
+
+def cifar10_python_file() -> OfficialFile:
+    """The python CIFAR-10 archive, an alternative to the binary one for --data-dir."""
+    name = _builders().CIFAR10_PYTHON_FILENAME
+    return OfficialFile("cifar10", "archive", name, _CIFAR10_PYTHON_URL, _CIFAR10_PYTHON_SIZE,
+                        _CIFAR10_PYTHON_SHA256, registry="Keras's cifar10.load_data")
+
+
+def _alternatives(name: str) -> list[OfficialFile]:
+    """Other official files that may stand in for ``official_files(name)`` in --data-dir."""
+    return [cifar10_python_file()] if _tfds_name(name) == "cifar10" else []
 
 
 def _sha256(path: Path) -> str:
@@ -180,14 +201,14 @@ def verify_file(path: os.PathLike | str, expected: OfficialFile, *,
     raise ChecksumError(
         f"checksum mismatch for {expected.filename} ({path}): got {size} bytes, "
         f"sha256 {sha}; expected {expected.size} bytes, sha256 {expected.sha256} "
-        f"(registered by tensorflow-datasets for {expected.url}). The file is {what}; "
+        f"(registered by {expected.registry} for {expected.url}). The file is {what}; "
         f"replace it with the official file.",
         path=path, filename=expected.filename)
 
 
 def _locate_dir(name: str, data_dir: Path) -> Path:
     """``data_dir`` itself, or its per-dataset sub-folder if only that holds the files."""
-    names = {f.filename for f in official_files(name)}
+    names = {f.filename for f in official_files(name) + _alternatives(name)}
     if any((data_dir / n).exists() for n in names):
         return data_dir
     for sub in _SUBDIR_NAMES.get(_tfds_name(name), ()):
@@ -212,6 +233,11 @@ def find_official_files(name: str, data_dir: os.PathLike | str, *,
     if not any(d.iterdir()):
         raise DatasetNotFoundError(_not_found_message(name, [f"--data-dir {d}: is empty"]))
     missing = [f.filename for f in expected if not (d / f.filename).is_file()]
+    for alt in _alternatives(name):  # e.g. the python CIFAR-10 archive for the binary one
+        if missing == [f.filename for f in expected if f.key == alt.key] and \
+                (d / alt.filename).is_file():
+            verify_file(d / alt.filename, alt, extra_checksums=extra_checksums)
+            return {alt.key: d / alt.filename}
     if missing:
         present = sorted(p.name for p in d.iterdir())[:20]
         raise DatasetNotFoundError(_not_found_message(
@@ -257,6 +283,7 @@ def _not_found_message(name: str, looked: list[str]) -> str:
              "Expected files (the official release; checked against the sha256 and size "
              "registered by tensorflow-datasets):"]
     lines += [f"  {f.filename}  ({f.size} bytes, {f.url})" for f in files]
+    lines += [f"  or {f.filename}  ({f.size} bytes, {f.url})" for f in _alternatives(tname)]
     lines.append("Looked in:")
     lines += [f"  - {x}" for x in looked]
     lines.append("To supply it, do one of:")

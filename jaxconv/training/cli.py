@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jaxconv.data import DATASETS, DataError
+from jaxconv.data import DATASET_NAMES, DataError
+from jaxconv.data.augment import AUGMENTATIONS
 from jaxconv.optim import OPTIMIZERS
 from jaxconv.registry import list_models
 from jaxconv.training.config import DTYPES, TrainConfig
@@ -40,11 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add('--arch', required=True, choices=archs, metavar='ARCH',
         help='architecture, one of: ' + ', '.join(archs))
-    add('--dataset', default='fashion_mnist', choices=sorted(DATASETS),
-        help='dataset (default: %(default)s)')
+    add('--dataset', default='fashion_mnist', choices=DATASET_NAMES,
+        help="dataset (default: %(default)s); 'folder': your own images in --data-dir")
     add('--data-dir', metavar='DIR',
         help='directory with the official dataset files (checked against their registered '
-             'checksums); default: a prepared tfds dataset, the OS package, or a download')
+             'checksums); default: a prepared tfds dataset, the OS package, or a download. '
+             'For --dataset folder: DIR/train/CLASS/*.png|jpg|jpeg|bmp|webp and optionally '
+             'DIR/test/CLASS/...')
+    add('--channels', type=int, choices=(1, 3),
+        help='--dataset folder: convert the images to 1 (grey) or 3 (RGB) channels (default: '
+             'what most images have)')
+    add('--val-fraction', type=float, default=0.1, metavar='F',
+        help='--dataset folder without test/: hold out this share of train/ as the test split, '
+             'chosen by --seed (default: %(default)s)')
+    add('--augment', choices=AUGMENTATIONS,
+        help="training augmentation: 'crop-flip' (random crop after 4-pixel zero padding, then "
+             "horizontal flip), 'flip' or 'none' (default: crop-flip for cifar10/cifar2, "
+             "else none)")
     add('--tfds-dir', metavar='DIR', help='where tfds prepares datasets (default: $TFDS_DATA_DIR '
                                           'or ~/tensorflow_datasets)')
     add('--image-size', type=int, metavar='N', help='input size N×N; ' + _recipe_default('size'))

@@ -12,10 +12,11 @@ import dataclasses
 import math
 from typing import Any
 
-from jaxconv.data import DATASETS
+from jaxconv.data import DATASET_NAMES, FOLDER
+from jaxconv.data.augment import AUGMENTATIONS
 from jaxconv.optim import OPTIMIZERS
 from jaxconv.training.errors import ConfigError
-from jaxconv.training.recipes import SCHEDULES, recipe_for
+from jaxconv.training.recipes import SCHEDULES, augment_for, recipe_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,9 @@ class TrainConfig:
     dataset: str = 'fashion_mnist'
     data_dir: str | None = None      # directory with the official files (else tfds lookup)
     tfds_dir: str | None = None      # where tfds prepares datasets (else $TFDS_DATA_DIR)
+    channels: int | None = None      # --dataset folder: 1 or 3 (None: what most images have)
+    val_fraction: float = 0.1        # --dataset folder without test/: share held out for testing
+    augment: str | None = None       # 'none', 'flip', 'crop-flip' (None: the dataset's default)
     image_size: int | None = None
     batch_size: int | None = None    # global batch, over all devices and processes
     epochs: int | None = None
@@ -59,7 +63,12 @@ class TrainConfig:
 #: Fields a resumed run must share with the run it continues. ``epochs`` joins them when the
 #: learning-rate schedule depends on the run's length (every schedule but 'constant').
 RUN_FIELDS = ('arch', 'dataset', 'image_size', 'batch_size', 'optimizer', 'lr', 'weight_decay',
-              'momentum', 'schedule', 'seed', 'dtype', 'limit_train', 'limit_eval')
+              'momentum', 'schedule', 'seed', 'dtype', 'limit_train', 'limit_eval', 'augment',
+              'channels', 'val_fraction')
+
+#: What a run saved before a field existed ran with, where that differs from the field's default
+#: (``augment`` defaults to None, "the dataset's default", but every earlier run had none).
+LEGACY_VALUES = {'augment': 'none'}
 
 
 #: Parameter and computation dtypes; float64 turns on ``jax_enable_x64`` for the process.
@@ -83,14 +92,19 @@ def resolve(config: TrainConfig) -> TrainConfig:
     archs = list_models()
     if config.arch not in archs:
         raise ConfigError(f'unknown arch {config.arch!r}; choose one of: {", ".join(archs)}')
-    if config.dataset not in DATASETS:
+    if config.dataset not in DATASET_NAMES:
         raise ConfigError(f'unknown dataset {config.dataset!r}; choose one of: '
-                          f'{", ".join(sorted(DATASETS))}')
+                          f'{", ".join(DATASET_NAMES)}')
+    if config.dataset == FOLDER and config.data_dir is None:
+        raise ConfigError('--dataset folder needs --data-dir DIR, DIR holding train/CLASS/*.png '
+                          '(or .jpg ...) and optionally test/CLASS/...')
     recipe = recipe_for(config.arch)
     filled = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)
               if f.name in TrainConfig.__dataclass_fields__ and getattr(config, f.name) is None}
     if config.workdir is None:
         filled['workdir'] = f'runs/{config.arch}-{config.dataset}'
+    if config.augment is None:
+        filled['augment'] = augment_for(config.dataset)
     config = config.replace(**filled)
 
     if config.optimizer not in OPTIMIZERS:
@@ -113,6 +127,13 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f'--weight-decay must be >= 0, got {config.weight_decay!r}')
     if not 0 <= config.momentum < 1:
         raise ConfigError(f'--momentum must be in [0, 1), got {config.momentum!r}')
+    if config.augment not in AUGMENTATIONS:
+        raise ConfigError(f'--augment must be one of {", ".join(AUGMENTATIONS)}, '
+                          f'got {config.augment!r}')
+    if config.channels is not None and config.channels not in (1, 3):
+        raise ConfigError(f'--channels must be 1 or 3, got {config.channels!r}')
+    if not (isinstance(config.val_fraction, (int, float)) and 0 < config.val_fraction < 1):
+        raise ConfigError(f'--val-fraction must be in (0, 1), got {config.val_fraction!r}')
     if config.resume and config.overwrite:
         raise ConfigError('--resume and --overwrite exclude each other')
     explicit = (config.coordinator_address, config.num_processes, config.process_id)
@@ -143,7 +164,7 @@ def config_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
 
     A field missing from ``saved`` (a run made before the field existed) counts as its
     default value."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, **LEGACY_VALUES}
     names = dict.fromkeys([*saved, *run_fields(config)])
     return [f'{n}: {saved.get(n, defaults.get(n))!r} -> {getattr(config, n, None)!r}'
             for n in names if saved.get(n, defaults.get(n)) != getattr(config, n, None)]

@@ -23,7 +23,8 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jaxconv.data import DATASETS, epoch_batches, eval_batches, load_split, steps_per_epoch
+from jaxconv.data import (DATASETS, FOLDER, FolderDataset, epoch_batches, eval_batches,
+                          load_folder, load_split, steps_per_epoch, tfds_data_dir)
 from jaxconv.models.base import ImageSizeError
 from jaxconv.optim import make_optimizer
 from jaxconv.registry import create_model
@@ -121,11 +122,28 @@ def check_steps_per_epoch(config: TrainConfig, spec) -> int:
     return steps
 
 
-def load_data(config: TrainConfig):
+def open_folder(config: TrainConfig) -> FolderDataset:
+    """The --dataset folder images, decoded (cached in the tfds data dir). Read before the model
+    is built, because its spec (classes, channels, mean/std) comes from the images."""
+    folder = load_folder(config.data_dir, image_size=config.image_size, channels=config.channels,
+                         val_fraction=config.val_fraction, seed=config.seed,
+                         cache_dir=tfds_data_dir(config.tfds_dir))
+    spec = folder.spec
+    log(f'{spec.display_name}: {spec.num_classes} classes ({", ".join(spec.class_names)}), '
+        f'{spec.num_train} training images, test: {spec.num_test} from {folder.test_source}; '
+        f'{spec.image_shape[-1]} channel(s), mean {spec.mean}, std {spec.std}')
+    return folder
+
+
+def load_data(config: TrainConfig, folder: FolderDataset | None = None):
     """(train images, train labels, test images, test labels), cut to the --limit-* sizes."""
-    kw = dict(data_dir=config.data_dir, tfds_dir=config.tfds_dir)
-    train_x, train_y = load_split(config.dataset, 'train', **kw)
-    test_x, test_y = load_split(config.dataset, 'test', **kw)
+    if folder is not None:
+        train_x, train_y, test_x, test_y = (folder.train_x, folder.train_y, folder.test_x,
+                                            folder.test_y)
+    else:
+        kw = dict(data_dir=config.data_dir, tfds_dir=config.tfds_dir)
+        train_x, train_y = load_split(config.dataset, 'train', **kw)
+        test_x, test_y = load_split(config.dataset, 'test', **kw)
     return (train_x[:config.limit_train], train_y[:config.limit_train],
             test_x[:config.limit_eval], test_y[:config.limit_eval])
 
@@ -154,7 +172,8 @@ class Run:
         self.rngs = dp.replicate(split.rngs)
         shardings = dict(replicated=dp.replicated, batch=dp.batch)
         self.train_step = train_steps.make_train_step(
-            split, tx, spec=spec, image_size=config.image_size, seed=config.seed, **shardings)
+            split, tx, spec=spec, image_size=config.image_size, seed=config.seed,
+            augment=config.augment, **shardings)
         self.eval_step = train_steps.make_eval_step(
             split, spec=spec, image_size=config.image_size, **shardings)
         self.checkpoints = Checkpoints(config.workdir, max_to_keep=config.keep_checkpoints)
@@ -328,15 +347,16 @@ def fit(config: TrainConfig) -> FitResult:
                            autodetect=config.distributed)
     dp = data_parallel(config.devices)
     check_batch_size(config.batch_size, dp.num_devices)
-    spec = DATASETS[config.dataset]
+    folder = open_folder(config) if config.dataset == FOLDER else None
+    spec = folder.spec if folder is not None else DATASETS[config.dataset]
     spe = check_steps_per_epoch(config, spec)
     model = build_model(config, spec)
     plan = plan_workdir(config)
-    data = load_data(config)
+    data = load_data(config, folder)
 
-    # Nothing was written up to here.
+    # Nothing was written up to here (but the folder dataset's decoding cache).
     is_main = jax.process_index() == 0
-    plan.apply(config, write=is_main)
+    plan.apply(config, write=is_main, spec=spec)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices('jaxconv: workdir ready')

@@ -55,6 +55,12 @@ RECIPES: dict[str, Recipe] = {
 #: For registered architectures without an entry above (e.g. the torchvision variants).
 FALLBACK = Recipe(32, 128, 'adam', 1e-3, 2)
 
+#: Augmentation per dataset when ``--augment`` is not given. CIFAR: the standard random crop
+#: after 4-pixel padding and horizontal flip, which every reference CIFAR recipe uses
+#: (torchvision's, timm's, airbench's). Fashion-MNIST, MNIST and the user's own folders: none
+#: (not yet measured with augmentation on; flipping digits or text would also change the class).
+DATASET_AUGMENT = {'cifar10': 'crop-flip', 'cifar2': 'crop-flip'}
+
 #: Learning-rate schedules: 'constant', or 'cosine' (decay to 0 over the whole run).
 SCHEDULES = ('constant', 'cosine')
 
@@ -62,6 +68,11 @@ SCHEDULES = ('constant', 'cosine')
 def recipe_for(arch: str) -> Recipe:
     """The default recipe of ``arch`` (``FALLBACK`` for architectures without their own)."""
     return RECIPES.get(arch, FALLBACK)
+
+
+def augment_for(dataset: str) -> str:
+    """The default ``--augment`` of ``dataset``: 'crop-flip' for CIFAR, else 'none'."""
+    return DATASET_AUGMENT.get(dataset, 'none')
 
 
 def recipe_table(archs) -> str:

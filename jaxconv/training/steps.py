@@ -24,6 +24,7 @@ import optax
 from flax import nnx
 
 from jaxconv.data import DatasetSpec, preprocess
+from jaxconv.data.augment import augment_key
 
 TrainState = dict[str, Any]
 
@@ -68,25 +69,30 @@ def init_state(split: SplitModel, tx: optax.GradientTransformation) -> TrainStat
             'opt_state': tx.init(split.params), 'step': jnp.zeros((), jnp.int32)}
 
 
-def _inputs(x_uint8, spec: DatasetSpec, image_size: int):
-    return preprocess(x_uint8, image_size=image_size, mean=spec.mean, std=spec.std)
+def _inputs(x_uint8, spec: DatasetSpec, image_size: int, augment: str = 'none', key=None):
+    return preprocess(x_uint8, image_size=image_size, mean=spec.mean, std=spec.std,
+                      augment=augment, key=key)
 
 
 def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, spec: DatasetSpec,
-                    image_size: int, seed: int, replicated, batch):
+                    image_size: int, seed: int, replicated, batch, augment: str = 'none'):
     """``step(state, rngs, x_uint8 (B, H, W, C), y (B,)) -> (state, {'loss', 'correct'})``.
 
     ``loss`` is the batch-mean cross-entropy (torch's ``CrossEntropyLoss``), ``correct`` the
     number of right top-1 predictions. ``state`` is donated: its buffers are reused for the
     result. ``replicated`` and ``batch`` are the shardings of the state and of the batch.
+    ``augment`` (:data:`jaxconv.data.augment.AUGMENTATIONS`) draws from
+    ``fold_in(augment_key(seed), step)``, like the dropout masks a function of (seed, step).
     """
     graph = split.train_graph
     root = dropout_key(seed)
+    augment_root = augment_key(seed)
 
     def step(state, rngs, x, y):
         model = nnx.merge(graph, state['params'], state['batch_stats'], rngs)
         nnx.reseed(model, dropout=jax.random.fold_in(root, state['step']))
-        inputs = _inputs(x, spec, image_size)
+        inputs = _inputs(x, spec, image_size, augment,
+                         jax.random.fold_in(augment_root, state['step']))
 
         def loss_fn(model):
             logits = model(inputs)

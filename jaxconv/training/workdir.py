@@ -30,8 +30,12 @@ class WorkdirPlan:
     holds_run: bool
     overwrite: bool
 
-    def apply(self, config: TrainConfig, *, write: bool) -> None:
-        """Create the directory, delete an overwritten run, record the config (if ``write``)."""
+    def apply(self, config: TrainConfig, *, write: bool, spec=None) -> None:
+        """Create the directory, delete an overwritten run, record the config (if ``write``).
+
+        ``spec`` (the run's ``DatasetSpec``) goes into config.json as 'dataset': for a folder
+        dataset its classes and training-split mean/std exist nowhere else, and evaluating or
+        predicting later must normalise exactly as training did."""
         if not write:
             return
         if self.overwrite and self.holds_run:
@@ -42,8 +46,10 @@ class WorkdirPlan:
                 elif target.exists():
                     target.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path / CONFIG_FILE,
-                          {'config': config.to_dict(), 'run': run_fields(config)})
+        record = {'config': config.to_dict(), 'run': run_fields(config)}
+        if spec is not None:
+            record['dataset'] = dataclasses.asdict(spec)
+        write_json_atomic(self.path / CONFIG_FILE, record)
 
 
 def _has_checkpoints(path: Path) -> bool:
