@@ -306,7 +306,7 @@ def test_lenet_on_three_mnist_classes_as_png_folders(tmp_path):
     mnist = _shared('mnist')
     root = tmp_path / 'digits'
     names = {0: 'zero', 1: 'one', 2: 'two'}
-    for split, prefix, per_class in (('train', 'train', 600), ('test', 't10k', 200)):
+    for split, prefix, per_class in (('train', 'train', 2000), ('test', 't10k', 300)):
         images = read_idx(mnist / f'{prefix}-images-idx3-ubyte.gz')
         labels = read_idx(mnist / f'{prefix}-labels-idx1-ubyte.gz')
         for digit, name in names.items():
@@ -315,7 +315,7 @@ def test_lenet_on_three_mnist_classes_as_png_folders(tmp_path):
                 Image.fromarray(images[i]).save(root / split / name / f'{k}.png')
     result = run(['--arch', 'lenet', '--dataset', 'folder', '--data-dir', str(root),
                   '--tfds-dir', str(tmp_path / 'tfds'), '--workdir', str(tmp_path / 'run'),
-                  '--epochs', '3', '--batch-size', '32', '--no-progress'])
+                  '--epochs', '4', '--batch-size', '32', '--no-progress'])
     assert result.summary['config']['dataset'] == 'folder'
     recorded = json.loads((tmp_path / 'run' / 'config.json').read_text())['dataset']
     assert recorded['class_names'] == ['one', 'two', 'zero'] and recorded['image_shape'][-1] == 1
