@@ -1,88 +1,24 @@
 """Weight transfer between torch and jaxconv models through an explicit, auditable key map.
 
-The key map is built from the Flax module tree: every torch-named layer (``jaxconv.layers``)
-contributes its torch state_dict keys, each with the Flax variable it fills and the layout
-change (conv ``permute(2, 3, 1, 0)``, linear ``.T``). Both directions check every shape and
+The key map (``jaxconv.keymap``) is built from the Flax module tree: every torch-named layer
+(``jaxconv.layers``) contributes its torch state_dict keys, each with the Flax variable it fills
+and the layout change (conv ``permute(2, 3, 1, 0)``, linear ``.T``). Both directions check every shape and
 fail naming every torch key left unused, every torch key missing and every Flax variable
 left unfilled, as Flax's ViT conversion guide does. Nothing is skipped silently.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import jax.numpy as jnp
 import numpy as np
 import torch
 from flax import nnx
 
-from jaxconv import layers as L
+# The map itself is torch-free and lives in the library (weight files need it without torch).
+from jaxconv.keymap import KeyMapEntry, TransferError, check as _check, key_map
+from jaxconv.keymap import flax_variables as _flax_variables
 
-
-class TransferError(ValueError):
-    """The two models do not have the same parameters (names or shapes)."""
-
-
-def _conv_to_flax(w: np.ndarray) -> np.ndarray:  # torch (O, I, kh, kw) -> Flax HWIO
-    return np.transpose(w, (2, 3, 1, 0))
-
-
-def _conv_to_torch(k: np.ndarray) -> np.ndarray:
-    return np.transpose(k, (3, 2, 0, 1))
-
-
-def _same(a: np.ndarray) -> np.ndarray:
-    return a
-
-
-# Per layer type: (torch suffix, Flax attribute, to_flax, to_torch).
-LAYER_KEYS: dict[type, list[tuple[str, str, Callable, Callable]]] = {
-    L.Conv2d: [('weight', 'kernel', _conv_to_flax, _conv_to_torch), ('bias', 'bias', _same, _same)],
-    L.Linear: [('weight', 'kernel', np.transpose, np.transpose), ('bias', 'bias', _same, _same)],
-    L.BatchNorm2d: [('weight', 'scale', _same, _same), ('bias', 'bias', _same, _same),
-                    ('running_mean', 'mean', _same, _same), ('running_var', 'var', _same, _same),
-                    ('num_batches_tracked', 'num_batches_tracked', _same, _same)],
-}
-
-
-@dataclass(frozen=True)
-class KeyMapEntry:
-    torch_key: str
-    flax_path: str
-    variable: nnx.Variable
-    to_flax: Callable[[np.ndarray], np.ndarray]
-    to_torch: Callable[[np.ndarray], np.ndarray]
-
-
-def key_map(flax_module: nnx.Module) -> list[KeyMapEntry]:
-    """One entry per torch state_dict key the Flax model holds, in module order."""
-    entries = []
-    for name, layer in L.named_layers(flax_module):
-        for cls, keys in LAYER_KEYS.items():
-            if isinstance(layer, cls):
-                for suffix, attr, to_flax, to_torch in keys:
-                    var = getattr(layer, attr, None)
-                    if var is None:  # e.g. a conv built with bias=False
-                        continue
-                    entries.append(KeyMapEntry(f'{name}.{suffix}', f'{name}.{attr}', var,
-                                               to_flax, to_torch))
-                break
-    return entries
-
-
-def _flax_variables(flax_module: nnx.Module) -> dict[str, nnx.Variable]:
-    """Every parameter and batch statistic of the Flax model, by dotted path."""
-    out = {}
-    for path, node in nnx.iter_graph(flax_module):
-        if isinstance(node, (nnx.Param, nnx.BatchStat)):
-            out['.'.join(str(p) for p in path)] = node
-    return out
-
-
-def _check(problems: list[str], what: str):
-    if problems:
-        raise TransferError(f'{what}: {len(problems)} problem(s):\n  ' + '\n  '.join(problems))
+__all__ = ['KeyMapEntry', 'TransferError', 'key_map', 'to_flax', 'to_torch']
 
 
 def _torch_state(torch_module: torch.nn.Module) -> dict[str, torch.Tensor]:

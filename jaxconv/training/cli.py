@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     add('--process-id', type=int, metavar='I', help='multi-process run: index of this process')
     add('--distributed', action='store_true',
         help="multi-process run with JAX's cluster autodetection (SLURM, Open MPI, Kubernetes)")
+    add('--init-from', metavar='PATH',
+        help='start from these weights instead of the initialiser: a torch state_dict (.pth/.pt, '
+             'loaded with weights_only=True), a .safetensors file (no torch needed) or a jaxconv '
+             'run directory; tv_* archs take torchvision\'s own state_dict. A head of another '
+             'class count is re-initialised, a first conv of another input width adapted')
+    add('--init-step', type=int, metavar='N',
+        help='--init-from RUN_DIR: start from its checkpoint N (default: its latest)')
+    add('--trainable', choices=('all', 'head'), default='all',
+        help="what is trained (default: %(default)s); 'head': only the classifier, the rest in "
+             'eval mode (BatchNorm keeps its running statistics)')
     return parser
 
 

@@ -52,6 +52,10 @@ class TrainConfig:
     num_processes: int | None = None
     process_id: int | None = None
     distributed: bool = False        # jax.distributed.initialize() with cluster autodetection
+    init_from: str | None = None     # start from these weights: .pth/.pt, .safetensors or a run
+    init_step: int | None = None     # --init-from RUN_DIR: that run's checkpoint (else its latest)
+    init_sha256: str | None = None   # set by fit: the sha256 of what --init-from resolved to
+    trainable: str = 'all'           # 'head': only the classifier is updated (finetune.py)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,6 +74,10 @@ RUN_FIELDS = ('arch', 'dataset', 'image_size', 'batch_size', 'optimizer', 'lr', 
 #: (``augment`` defaults to None, "the dataset's default", but every earlier run had none).
 LEGACY_VALUES = {'augment': 'none'}
 
+
+#: A resumed run must also train the same parameters and start from the same weights (their
+#: sha256: the file may have moved, but not changed).
+RUN_FIELDS += ('trainable', 'init_sha256')
 
 #: Parameter and computation dtypes; float64 turns on ``jax_enable_x64`` for the process.
 DTYPES = ('float32', 'float64')
@@ -134,6 +142,11 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f'--channels must be 1 or 3, got {config.channels!r}')
     if not (isinstance(config.val_fraction, (int, float)) and 0 < config.val_fraction < 1):
         raise ConfigError(f'--val-fraction must be in (0, 1), got {config.val_fraction!r}')
+    if config.trainable not in ('all', 'head'):
+        raise ConfigError(f'--trainable must be all or head, got {config.trainable!r}')
+    _positive_int(config, 'init_step', optional=True)
+    if config.init_step is not None and config.init_from is None:
+        raise ConfigError('--init-step needs --init-from RUN_DIR')
     if config.resume and config.overwrite:
         raise ConfigError('--resume and --overwrite exclude each other')
     explicit = (config.coordinator_address, config.num_processes, config.process_id)

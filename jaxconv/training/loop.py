@@ -28,6 +28,7 @@ from jaxconv.data import (DATASETS, FOLDER, FolderDataset, epoch_batches, eval_b
 from jaxconv.models.base import ImageSizeError
 from jaxconv.optim import make_optimizer
 from jaxconv.registry import create_model
+from jaxconv.training import finetune
 from jaxconv.training import steps as train_steps
 from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.config import TrainConfig, resolve, run_fields
@@ -163,11 +164,12 @@ class Run:
                  steps_per_epoch: int, *, started: float):
         self.config, self.dp, self.spec, self.spe = config, dp, spec, steps_per_epoch
         self.train_x, self.train_y, self.test_x, self.test_y = data
-        split = train_steps.split_model(model)
+        split = finetune.freeze_backbone(train_steps.split_model(model), config.trainable)
         self.num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(split.params))
         self.lr = learning_rate(config, config.epochs * steps_per_epoch)
         tx = make_optimizer(config.optimizer, self.lr, weight_decay=config.weight_decay,
                             momentum=config.momentum)
+        tx = finetune.restrict(tx, model, split.params, config.trainable)
         self.state = dp.replicate(train_steps.init_state(split, tx))
         self.rngs = dp.replicate(split.rngs)
         shardings = dict(replicated=dp.replicated, batch=dp.batch)
@@ -351,6 +353,7 @@ def fit(config: TrainConfig) -> FitResult:
     spec = folder.spec if folder is not None else DATASETS[config.dataset]
     spe = check_steps_per_epoch(config, spec)
     model = build_model(config, spec)
+    config = finetune.initialise(config, model, log=log)  # a bad weight file: nothing written
     plan = plan_workdir(config)
     data = load_data(config, folder)
 

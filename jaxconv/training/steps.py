@@ -111,9 +111,11 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, spec
 
 
 def make_eval_step(split: SplitModel, *, spec: DatasetSpec, image_size: int, replicated, batch):
-    """``step(state, rngs, x, y, mask) -> {'loss_sum', 'correct', 'count'}`` over real examples.
+    """``step(state, rngs, x, y, mask) -> {'loss_sum', 'correct', 'count', 'predicted'}``.
 
     ``mask`` marks the real rows of a padded last batch, so the sums count each test example once.
+    ``predicted`` (B,) is the top-1 class of every row, padding included, for per-class
+    accuracy and the confusion matrix (``jaxconv.evaluate``).
     """
     graph = split.eval_graph
 
@@ -121,10 +123,11 @@ def make_eval_step(split: SplitModel, *, spec: DatasetSpec, image_size: int, rep
         model = nnx.merge(graph, state['params'], state['batch_stats'], rngs)
         logits = model(_inputs(x, spec, image_size))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        right = jnp.argmax(logits, -1) == y
+        predicted = jnp.argmax(logits, -1)
+        right = predicted == y
         return {'loss_sum': jnp.sum(jnp.where(mask, loss, 0.0)),
                 'correct': jnp.sum(right & mask, dtype=jnp.int32),
-                'count': jnp.sum(mask, dtype=jnp.int32)}
+                'count': jnp.sum(mask, dtype=jnp.int32), 'predicted': predicted.astype(jnp.int32)}
 
     return jax.jit(step, in_shardings=(replicated, replicated, batch, batch, batch),
                    out_shardings=replicated)
