@@ -275,6 +275,36 @@ def test_resume_of_a_folder_run_refuses_another_augmentation(readme_run, capsys)
     assert (workdir / 'metrics.jsonl').read_text() == before
 
 
+def test_resume_of_the_finished_folder_run_is_accepted(readme_run, tmp_path):
+    """Same images, same settings: --resume finds its data unchanged and has nothing to do."""
+    import shutil
+    cwd, root, workdir, command = readme_run
+    run_dir = shutil.copytree(workdir, tmp_path / 'run')
+    result = run([*command[2:], *SHORT, '--data-dir', str(root), '--workdir', str(run_dir),
+                  '--tfds-dir', str(cwd / 'tfds'), '--resume'])
+    assert result.status == 'completed' and result.step_losses == []
+    assert (run_dir / 'metrics.jsonl').read_text() == (workdir / 'metrics.jsonl').read_text()
+
+
+def test_resume_after_the_images_changed_refuses(readme_run, tmp_path, capsys):
+    """One image added since the run started: --resume names what changed and writes nothing."""
+    import shutil
+    cwd, root, workdir, command = readme_run
+    images, run_dir = tmp_path / 'my_images', tmp_path / 'run'
+    shutil.copytree(root, images)
+    shutil.copytree(workdir, run_dir)
+    write_image(images / 'train' / 'cat' / 'new.png', 'RGB', (20, 20), 200)
+    before = (run_dir / 'metrics.jsonl').read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command[2:], *SHORT, '--data-dir', str(images), '--workdir', str(run_dir),
+              '--tfds-dir', str(tmp_path / 'tfds'), '--resume'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    n = json.loads((workdir / 'config.json').read_text())['dataset']['num_train']
+    assert 'its data changed since it started' in err and f'num_train: {n} -> {n + 1}' in err
+    assert (run_dir / 'metrics.jsonl').read_text() == before
+
+
 def test_two_devices_train_a_folder_like_one(readme_run, tmp_path):
     """--devices 2 (fake CPU devices, a fresh interpreter), same run otherwise: the same
     losses and parameters, so the flips (and the data) do not depend on the batch's split."""

@@ -354,7 +354,7 @@ def fit(config: TrainConfig) -> FitResult:
     spe = check_steps_per_epoch(config, spec)
     model = build_model(config, spec)
     config = finetune.initialise(config, model, log=log)  # a bad weight file: nothing written
-    plan = plan_workdir(config)
+    plan = plan_workdir(config, spec)
     data = load_data(config, folder)
 
     # Nothing was written up to here (but the folder dataset's decoding cache).

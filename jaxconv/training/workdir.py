@@ -76,8 +76,31 @@ def _saved_run(path: Path) -> dict | None:
     return (meta or {}).get('run')
 
 
-def plan_workdir(config: TrainConfig) -> WorkdirPlan:
-    """Check ``config.workdir`` against ``--resume`` / ``--overwrite``; raise ``ConfigError``."""
+#: What a resumed run's data must share with the data it started on (a folder dataset's images
+#: may change between the two; its path, in ``display_name``, may move).
+DATASET_FIELDS = ('num_classes', 'class_names', 'image_shape', 'mean', 'std', 'num_train',
+                  'num_test')
+
+
+def dataset_differences(path: Path, spec) -> list[str]:
+    """``'name: saved -> now'`` for every field of :data:`DATASET_FIELDS` in which ``spec``
+    differs from the dataset recorded in ``path``'s config.json (none recorded: no difference)."""
+    try:
+        saved = json.loads((path / CONFIG_FILE).read_text()).get('dataset')
+    except (OSError, ValueError):
+        return []  # no or unreadable config.json: _saved_run has dealt with it
+    if not saved:
+        return []
+    now = json.loads(json.dumps(dataclasses.asdict(spec)))  # tuples as JSON lists
+    return [f'{n}: {saved.get(n)!r} -> {now.get(n)!r}' for n in DATASET_FIELDS
+            if n in saved and saved[n] != now.get(n)]
+
+
+def plan_workdir(config: TrainConfig, spec=None) -> WorkdirPlan:
+    """Check ``config.workdir`` against ``--resume`` / ``--overwrite``; raise ``ConfigError``.
+
+    With ``spec`` (the run's ``DatasetSpec``), a resumed run must also find the data it started
+    on: a folder dataset whose images were added, removed or changed since refuses."""
     path = Path(config.workdir)
     if path.exists() and not path.is_dir():
         raise ConfigError(f'--workdir {path} exists and is not a directory')
@@ -96,4 +119,9 @@ def plan_workdir(config: TrainConfig) -> WorkdirPlan:
             raise ConfigError(f'cannot resume the run in {path} with a different configuration '
                               f'({"; ".join(diffs)}); use the same settings, another --workdir, '
                               f'or --overwrite')
+        changed = dataset_differences(path, spec) if spec is not None else []
+        if changed:
+            raise ConfigError(f'cannot resume the run in {path}: its data changed since it '
+                              f'started ({"; ".join(changed)}); restore the images, or start '
+                              f'again with another --workdir or --overwrite')
     return WorkdirPlan(path, holds_run, config.overwrite)
