@@ -72,6 +72,9 @@ def base_args(data_dir, tmp_path, *extra) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 def test_classes_and_files_in_torchvision_order(tmp_path):
     root = make_tree(tmp_path / 'images')
+    for junk in ('.ipynb_checkpoints/x.png', 'cat/.ipynb_checkpoints/c.png', 'cat/.hidden.png'):
+        write_image(root / 'train' / junk, 'L', (8, 8), 1)
+    (root / 'train' / 'cat' / 'notes.txt').write_text('not an image')
     classes, train, test = folder_module.scan(root)
     assert classes == CLASSES == sorted(TREE)
     for name in classes:  # os.walk in sorted order: the nested sub/ comes after the files

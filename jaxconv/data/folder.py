@@ -77,9 +77,12 @@ def list_images(split_dir: Path, classes: list[str]) -> dict[str, list[Path]]:
     """Class name -> its image files, in torchvision's order; a class without one is an error."""
     files = {}
     for name in classes:
-        found = [Path(root) / f
-                 for root, dirs, names in sorted(os.walk(split_dir / name, followlinks=True))
-                 for f in sorted(names) if _is_image(f) and not f.startswith(".")]
+        found = []
+        for root, _, names in sorted(os.walk(split_dir / name, followlinks=True)):
+            if any(part.startswith(".") for part in Path(root).relative_to(split_dir).parts):
+                continue  # .ipynb_checkpoints and the like, at any depth
+            found += [Path(root) / f for f in sorted(names)
+                      if _is_image(f) and not f.startswith(".")]
         if not found:
             raise DataError(f"the class folder {split_dir / name} holds no image (looked for "
                             f"{', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
@@ -117,27 +120,34 @@ def scan(root: os.PathLike | str) -> tuple[list[str], dict[str, list[Path]],
     return classes, train, list_images(test_dir, test_classes)
 
 
+def _unreadable() -> tuple[type[Exception], ...]:
+    """What PIL raises for a file that is no image, a truncated or corrupt one, or a
+    decompression bomb (UnidentifiedImageError is an OSError)."""
+    from PIL import Image
+    return (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def _open(path: Path):
     """The PIL image at ``path``, fully decoded, or a DataError naming the file."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     try:
         with Image.open(path) as image:
             image.load()
             return image
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except _unreadable() as e:
         raise DataError(f"cannot read the image {path} ({type(e).__name__}: {e}); replace or "
                         f"delete it") from None
 
 
 def majority_channels(paths: list[Path]) -> int:
     """1 if most images are greyscale, else 3 (a tie goes to colour). Reads headers only."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     grey = 0
     for path in paths:
         try:
             with Image.open(path) as image:
                 grey += image.mode in _GREY_MODES
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except _unreadable() as e:
             raise DataError(f"cannot read the image {path} ({type(e).__name__}: {e}); replace "
                             f"or delete it") from None
     return 1 if grey * 2 > len(paths) else 3
