@@ -55,6 +55,23 @@ def read_config(run_dir: str | os.PathLike) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in saved.items() if k in known})
 
 
+def read_spec(run_dir: str | os.PathLike, config: TrainConfig) -> DatasetSpec:
+    """The run's ``DatasetSpec``: the one config.json records (a folder dataset's classes and
+    training-split mean/std exist nowhere else), else the registered dataset's."""
+    try:
+        saved = json.loads((Path(run_dir) / CONFIG_FILE).read_text()).get('dataset')
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    if isinstance(saved, dict):
+        known = DatasetSpec.__dataclass_fields__
+        return DatasetSpec(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in saved.items() if k in known})
+    if config.dataset not in DATASETS:
+        raise RunError(f'{run_dir}: config.json records no dataset spec for '
+                       f'{config.dataset!r}')
+    return DATASETS[config.dataset]
+
+
 def build_model(config: TrainConfig, spec: DatasetSpec) -> nnx.Module:
     """The run's model with fresh parameters, shaped as ``fit`` built it."""
     return create_model(config.arch, num_classes=spec.num_classes,
@@ -94,7 +111,7 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> LoadedRun:
     if config.dtype == 'float64':
         import jax
         jax.config.update('jax_enable_x64', True)
-    spec = DATASETS[config.dataset]
+    spec = read_spec(path, config)
     model = build_model(config, spec)
     checkpoints = Checkpoints(path, max_to_keep=max(config.keep_checkpoints, 1))
     try:

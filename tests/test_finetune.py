@@ -317,3 +317,47 @@ def test_predict_converts_and_resizes_like_the_training_images(tmp_path):
     grey = round(200 * 299 / 1000 + 100 * 587 / 1000 + 50 * 114 / 1000)  # PIL's 'L' (ITU-R 601)
     assert abs(int(x[14, 14, 0]) - grey) <= 1
     jnp.asarray(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# The issue's case: torchvision's ResNet-18 weights, 1-channel Fashion-MNIST, and back
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@needs_data
+def test_torchvision_resnet18_fine_tuned_exported_and_loaded_back(tfds_dir, tmp_path):  # noqa: F811
+    """A torchvision resnet18 state_dict (3 channels, 1000 classes, torch.save) fine-tuned as
+    tv_resnet18 on 1-channel, 10-class Fashion-MNIST: both adaptations are reported; the export
+    loads into torchvision's resnet18 (first conv 1 channel wide) with strict=True and gives
+    jaxconv's logits. Then ``--trainable head`` from that run changes the head and nothing else,
+    BatchNorm statistics included, bit for bit."""
+    from parity.tv import import_torchvision, replace_first_conv
+    tv = import_torchvision()
+    torch.manual_seed(0)
+    source = tmp_path / 'resnet18.pth'
+    torch.save(tv.models.resnet18().state_dict(), source)
+    args = ['--arch', 'tv_resnet18', '--data-dir', str(FASHION_MNIST), '--tfds-dir', tfds_dir,
+            '--no-progress', '--image-size', '32', '--limit-train', '64', '--limit-eval', '32',
+            '--batch-size', '32', '--epochs', '1']
+    tuned = tmp_path / 'tuned'
+    code, out, err = run_main(train_main, [*args, '--workdir', str(tuned), '--init-from',
+                                           str(source)])
+    assert code == 0, err[-3000:]
+    assert [line for line in out.splitlines() if line.startswith('--init-from: ')] == [
+        '--init-from: conv1.weight: first conv adapted to 1 input channel(s) (summed over 3)',
+        '--init-from: fc.weight: head re-initialised for 10 classes (the weights have 1000)',
+        '--init-from: fc.bias: head re-initialised for 10 classes (the weights have 1000)']
+
+    exported = tmp_path / 'tuned.pt'
+    code, _, err = run_main(export_main, [str(tuned), '--out', str(exported)])
+    assert code == 0, err
+    model = replace_first_conv(tv.models.resnet18(num_classes=10), 1)
+    assert_same_logits(tuned, torch.load(exported, weights_only=True), tfds_dir, model)
+
+    head = tmp_path / 'head'
+    code, out, err = run_main(train_main, [*args, '--workdir', str(head), '--init-from',
+                                           str(tuned), '--trainable', 'head'])
+    assert code == 0, err[-3000:]
+    before, after = flat_params(tuned), flat_params(head)
+    changed = sorted(k for k in before if before[k].tobytes() != after[k].tobytes())
+    assert changed == ['fc.bias', 'fc.kernel']
+    assert any(k.endswith('.mean') for k in before)  # the BatchNorm statistics were compared
