@@ -123,6 +123,12 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> LoadedRun:
         elif step not in steps:
             raise RunError(f'{path} has no checkpoint {step}; it has '
                            f'{", ".join(map(str, sorted(steps)))}')
+        problem = checkpoints.damage(step)
+        if problem:
+            intact = [s for s in sorted(steps) if s != step and not checkpoints.damage(s)]
+            raise RunError(f'checkpoint {step} in {path} is damaged ({problem}); '
+                           + (f'intact: {", ".join(map(str, intact))} (pass --step)' if intact
+                              else 'no other checkpoint is intact'))
         state, _ = checkpoints.restore(step)
     finally:
         checkpoints.close()

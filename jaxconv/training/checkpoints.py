@@ -5,18 +5,48 @@ state (params, batch stats, optimizer state, step) and a JSON ``meta`` item (epo
 inside the epoch, partial epoch sums, elapsed time, the run-defining config). Orbax writes into a
 temporary directory and renames it when complete, so a run killed while saving leaves the previous
 checkpoint as the latest valid one. ``max_to_keep`` bounds the disk use.
+
+Orbax does not notice a checkpoint damaged after it was written (a truncated or bit-flipped
+array file restores as different numbers, or fails deep inside tensorstore), so each save also
+writes ``integrity.json`` into the step's directory: the size and sha256 of every file. A
+resumed run takes the newest checkpoint that still matches it, moving damaged ones aside as
+``damaged-<step>`` and saying so (:meth:`Checkpoints.latest_intact_step`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxconv.training.errors import ConfigError
+
 CHECKPOINT_DIR = 'checkpoints'
+INTEGRITY_FILE = 'integrity.json'
+DAMAGED_PREFIX = 'damaged-'
+
+
+class DamagedCheckpointError(ConfigError):
+    """No checkpoint of a run to resume matches its ``integrity.json``."""
+
+
+def file_digests(step_dir: Path) -> dict[str, list]:
+    """``{relative path: [size, sha256]}`` of every file under ``step_dir`` but the manifest."""
+    out = {}
+    for path in sorted(step_dir.rglob('*')):
+        if path.is_file() and path.name != INTEGRITY_FILE:
+            digest = hashlib.sha256()
+            with open(path, 'rb') as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b''):
+                    digest.update(chunk)
+            out[str(path.relative_to(step_dir))] = [path.stat().st_size, digest.hexdigest()]
+    return out
 
 
 class CheckpointMismatchError(ValueError):
@@ -56,6 +86,60 @@ class Checkpoints:
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
         self._manager.wait_until_finished()
+        if jax.process_index() == 0:
+            step_dir = Path(self.directory) / str(step)
+            tmp = step_dir / f'.{INTEGRITY_FILE}.tmp'
+            tmp.write_text(json.dumps(file_digests(step_dir), indent=0))
+            os.replace(tmp, step_dir / INTEGRITY_FILE)
+
+    def damage(self, step: int) -> str | None:
+        """What is wrong with checkpoint ``step`` against its ``integrity.json``, or None (intact,
+        or written before manifests existed: nothing to check against)."""
+        step_dir = Path(self.directory) / str(step)
+        try:
+            expected = json.loads((step_dir / INTEGRITY_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            return f'{INTEGRITY_FILE} unreadable ({e})'
+        actual = file_digests(step_dir)
+        problems = [f'{name} missing' for name in expected if name not in actual]
+        for name, (size, digest) in expected.items():
+            if name in actual and actual[name][0] != size:
+                problems.append(f'{name} has {actual[name][0]} bytes, {size} were written')
+            elif name in actual and actual[name][1] != digest:
+                problems.append(f'{name} changed (sha256 differs)')
+        return '; '.join(problems) or None
+
+    def latest_intact_step(self, report: Callable[[str], None]) -> int | None:
+        """The newest checkpoint that matches its manifest; newer damaged ones are reported and
+        moved aside (``damaged-<step>``), so the resumed run can write those steps again.
+
+        None without any checkpoint; ``DamagedCheckpointError`` when every one is damaged."""
+        damaged = []
+        for step in sorted(self.all_steps(), reverse=True):
+            problem = self.damage(step)
+            if problem is None:
+                break
+            damaged.append((step, problem))
+        else:
+            step = None
+        if damaged and step is None:
+            raise DamagedCheckpointError(
+                f'no intact checkpoint in {self.directory}: ' + '; '.join(
+                    f'checkpoint {s}: {p}' for s, p in damaged)
+                + '; use --overwrite to start again')
+        for bad, problem in damaged:
+            report(f'checkpoint {bad} is damaged ({problem}): moved aside to '
+                   f'{DAMAGED_PREFIX}{bad}; resuming from checkpoint {step} instead')
+            if jax.process_index() == 0:
+                target, n = Path(self.directory) / f'{DAMAGED_PREFIX}{bad}', 1
+                while target.exists():  # damaged before, at the same step
+                    target, n = Path(self.directory) / f'{DAMAGED_PREFIX}{bad}.{n}', n + 1
+                os.replace(Path(self.directory) / str(bad), target)
+        if damaged:
+            self._manager.reload()
+        return step
 
     def restore(self, step: int, like=None) -> tuple[Any, dict[str, Any]]:
         """Checkpoint ``step`` as ``(state, meta)``.

@@ -29,6 +29,7 @@ from jaxconv.models.base import ImageSizeError
 from jaxconv.optim import make_optimizer
 from jaxconv.registry import create_model
 from jaxconv.training import finetune
+from jaxconv.training import lock as workdir_lock
 from jaxconv.training import steps as train_steps
 from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.config import TrainConfig, resolve, run_fields
@@ -188,7 +189,7 @@ class Run:
 
     # -- checkpoints -----------------------------------------------------------------------
     def restore_latest(self) -> None:
-        latest = self.checkpoints.latest_step()
+        latest = self.checkpoints.latest_intact_step(report=log)
         if latest is None:
             log(f'no checkpoint in {self.checkpoints.directory}: starting from scratch')
             return
@@ -333,6 +334,7 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
             f'{f"{rate:.0f} img/s" if rate else "- img/s"} | checkpoint {record["step"]} saved')
 
 
+@workdir_lock.released_after
 def fit(config: TrainConfig) -> FitResult:
     """Train ``config.arch`` on ``config.dataset`` as configured; see the module docstring.
 
@@ -353,12 +355,16 @@ def fit(config: TrainConfig) -> FitResult:
     spec = folder.spec if folder is not None else DATASETS[config.dataset]
     spe = check_steps_per_epoch(config, spec)
     model = build_model(config, spec)
+    if jax.process_index() == 0:  # a run is training there: refuse before any other work
+        workdir_lock.check_workdir(config.workdir)
     config = finetune.initialise(config, model, log=log)  # a bad weight file: nothing written
     plan = plan_workdir(config, spec)
     data = load_data(config, folder)
 
     # Nothing was written up to here (but the folder dataset's decoding cache).
     is_main = jax.process_index() == 0
+    if is_main:
+        workdir_lock.lock_workdir(config.workdir)
     plan.apply(config, write=is_main, spec=spec)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
