@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ from jaxconv.runs import load_run
 from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.cli import main as train_main
 from jaxconv.weights import sha256
+from parity.tv import import_torchvision
 from test_train import FASHION_MNIST, REPO, needs_data, tfds_dir  # noqa: F401
 
 SPEC = DATASETS['fashion_mnist']
@@ -181,6 +183,25 @@ def test_a_bad_weight_file_is_one_clear_error_and_nothing_is_written(case, tfds_
     assert not workdir.exists() and not (tmp_path / 'pwned').exists()
 
 
+@needs_data
+def test_resume_takes_over_the_recorded_source_and_refuses_changed_weights(mlp_run, tfds_dir,  # noqa: F811
+                                                                         tmp_path):
+    import shutil
+    workdir = shutil.copytree(mlp_run[0], tmp_path / 'run')
+    recorded = json.loads((workdir / 'config.json').read_text())['config']
+    code, _, err = run_main(train_main, mlp_args(tfds_dir, workdir, '--resume'))
+    assert code == 0, err[-3000:]
+    again = json.loads((workdir / 'config.json').read_text())['config']
+    assert (again['init_from'], again['init_sha256']) == (recorded['init_from'],
+                                                          recorded['init_sha256'])
+    torch.manual_seed(1)
+    other = tmp_path / 'other.pth'
+    torch.save(torch_twin('mlp', 28, num_classes=5).state_dict(), other)
+    code, _, err = run_main(train_main, mlp_args(tfds_dir, workdir, '--resume', '--init-from',
+                                                 str(other)))
+    assert code == 2 and 'init_sha256' in err and 'cannot resume' in err, err
+
+
 # ------------------------------------------------------------------------------------------------
 # export
 # ------------------------------------------------------------------------------------------------
@@ -322,42 +343,102 @@ def test_predict_converts_and_resizes_like_the_training_images(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # The issue's case: torchvision's ResNet-18 weights, 1-channel Fashion-MNIST, and back
 # ------------------------------------------------------------------------------------------------
+#: Flags the README test adds to the train.py command to keep it short (argparse keeps the last).
+SHORT = ['--image-size', '32', '--epochs', '1', '--limit-train', '64', '--limit-eval', '32',
+         '--batch-size', '32', '--no-progress']
+
+
+def readme_blocks() -> tuple[list[list[str]], str]:
+    """The README's "From PyTorch and back" section: its shell commands and its Python code."""
+    text = (REPO / 'README.md').read_text()
+    section = text[text.index('\n## From PyTorch and back'):]
+    section = section[:section.index('\n## ', 1)]
+    bash = section[section.index('```bash\n') + 8:]
+    bash = bash[:bash.index('```')]
+    python = section[section.index('```python\n') + 10:]
+    python = python[:python.index('```')]
+    commands = [shlex.split(line) for line in bash.splitlines()
+                if line.strip() and not line.lstrip().startswith('#')]
+    assert commands and all(c[0] == '.venv/bin/python' for c in commands)
+    return commands, python
+
+
 @pytest.mark.slow
 @needs_data
-def test_torchvision_resnet18_fine_tuned_exported_and_loaded_back(tfds_dir, tmp_path):  # noqa: F811
-    """A torchvision resnet18 state_dict (3 channels, 1000 classes, torch.save) fine-tuned as
-    tv_resnet18 on 1-channel, 10-class Fashion-MNIST: both adaptations are reported; the export
-    loads into torchvision's resnet18 (first conv 1 channel wide) with strict=True and gives
-    jaxconv's logits. Then ``--trainable head`` from that run changes the head and nothing else,
-    BatchNorm statistics included, bit for bit."""
-    from parity.tv import import_torchvision, replace_first_conv
+def test_readme_from_pytorch_and_back_as_written(tfds_dir, tmp_path):  # noqa: F811
+    """The README section run as written, from a directory holding a random-init torchvision
+    ``resnet18.pth`` (3 channels, 1000 classes, torch.save) and a test image ``boot.png``:
+    tv_resnet18 fine-tuned on 1-channel, 10-class Fashion-MNIST reports both adaptations;
+    evaluate reproduces the recorded accuracy; predict classifies the PNG as evaluate does; the
+    export loads into torchvision's resnet18 with strict=True and gives jaxconv's logits. Then
+    ``--trainable head`` from that run changes fc and nothing else, BatchNorm statistics
+    included, bit for bit."""
     tv = import_torchvision()
     torch.manual_seed(0)
-    source = tmp_path / 'resnet18.pth'
-    torch.save(tv.models.resnet18().state_dict(), source)
-    args = ['--arch', 'tv_resnet18', '--data-dir', str(FASHION_MNIST), '--tfds-dir', tfds_dir,
-            '--no-progress', '--image-size', '32', '--limit-train', '64', '--limit-eval', '32',
-            '--batch-size', '32', '--epochs', '1']
-    tuned = tmp_path / 'tuned'
-    code, out, err = run_main(train_main, [*args, '--workdir', str(tuned), '--init-from',
-                                           str(source)])
-    assert code == 0, err[-3000:]
-    assert [line for line in out.splitlines() if line.startswith('--init-from: ')] == [
+    torch.save(tv.models.resnet18().state_dict(), tmp_path / 'resnet18.pth')
+    x, y = first_test_images(tfds_dir, 32)
+    boot = int(np.flatnonzero(y == SPEC.class_names.index('Ankle boot'))[0])
+    Image.fromarray(x[boot][..., 0]).save(tmp_path / 'boot.png')
+    commands, python = readme_blocks()
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+    env.pop('XLA_FLAGS', None)
+    outputs = []
+    for command in commands:
+        argv = [sys.executable, *command[1:]]
+        if command[1] == 'train.py':
+            argv = [sys.executable, str(REPO / 'train.py'), *command[2:], *SHORT,
+                    '--data-dir', str(FASHION_MNIST), '--tfds-dir', tfds_dir]
+        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, f'{command}\n{proc.stderr[-3000:]}'
+        outputs.append(proc.stdout)
+    train_out, evaluate_out, predict_out, _ = outputs
+    assert [line for line in train_out.splitlines() if line.startswith('--init-from: ')] == [
         '--init-from: conv1.weight: first conv adapted to 1 input channel(s) (summed over 3)',
         '--init-from: fc.weight: head re-initialised for 10 classes (the weights have 1000)',
         '--init-from: fc.bias: head re-initialised for 10 classes (the weights have 1000)']
+    workdir = tmp_path / 'runs' / 'tv-resnet18'
+    summary = json.loads((workdir / 'summary.json').read_text())
+    step = max(Checkpoints(workdir).all_steps())
+    report = json.loads((workdir / 'evaluation' / f'test-step{step}.json').read_text())
+    assert report['accuracy'] == summary['final_test_accuracy']
+    assert predict_out.startswith(f'boot.png: {SPEC.class_names[report["predicted"][boot]]} ')
 
-    exported = tmp_path / 'tuned.pt'
-    code, _, err = run_main(export_main, [str(tuned), '--out', str(exported)])
-    assert code == 0, err
-    model = replace_first_conv(tv.models.resnet18(num_classes=10), 1)
-    assert_same_logits(tuned, torch.load(exported, weights_only=True), tfds_dir, model)
+    namespace = {}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(python, namespace)  # torchvision is imported already (parity.tv's workaround)
+    finally:
+        os.chdir(cwd)
+    model = namespace['model']
+    assert_same_logits(workdir, model.state_dict(), tfds_dir, model)
 
     head = tmp_path / 'head'
-    code, out, err = run_main(train_main, [*args, '--workdir', str(head), '--init-from',
-                                           str(tuned), '--trainable', 'head'])
+    code, out, err = run_main(train_main, [*commands[0][2:], *SHORT, '--data-dir',
+                                           str(FASHION_MNIST), '--tfds-dir', tfds_dir,
+                                           '--workdir', str(head), '--init-from', str(workdir),
+                                           '--trainable', 'head'])
     assert code == 0, err[-3000:]
-    before, after = flat_params(tuned), flat_params(head)
+    before, after = flat_params(workdir), flat_params(head)
     changed = sorted(k for k in before if before[k].tobytes() != after[k].tobytes())
     assert changed == ['fc.bias', 'fc.kernel']
     assert any(k.endswith('.mean') for k in before)  # the BatchNorm statistics were compared
+
+
+# ------------------------------------------------------------------------------------------------
+# The jaxconv command
+# ------------------------------------------------------------------------------------------------
+def test_jaxconv_command_lists_and_runs_each_subcommand_help():
+    import tomllib
+    from jaxconv.commands import COMMANDS, main
+    scripts = tomllib.loads((REPO / 'pyproject.toml').read_text())['project']['scripts']
+    assert scripts == {'jaxconv': 'jaxconv.commands:main'}
+    code, out, _ = run_main(main, ['--help'])
+    assert code == 0 and all(name in out for name in COMMANDS)
+    assert set(COMMANDS) == {'train', 'evaluate', 'predict', 'export', 'parity'}
+    for name in COMMANDS:
+        code, out, err = run_main(main, [name, '--help'])
+        assert code == 0 and out.startswith('usage: '), (name, err)
+    code, _, err = run_main(main, ['nosuch'])
+    assert code == 2 and "unknown command 'nosuch'" in err
