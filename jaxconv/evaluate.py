@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxconv.data import DataError, eval_batches, load_split
+from jaxconv.data import FOLDER, DataError, eval_batches, load_folder, load_split, tfds_data_dir
 from jaxconv.runs import LoadedRun, RunError, load_run
 from jaxconv.training import steps as train_steps
 from jaxconv.training.metrics import write_json_atomic
@@ -51,8 +51,15 @@ def evaluate_run(run: LoadedRun, *, split: str = 'test', limit: int | None = Non
     """The report of ``run`` on ``split`` (see the module docstring), with per-example
     ``labels`` and ``predicted`` classes."""
     config, spec = run.config, run.spec
-    images, labels = load_split(config.dataset, split, data_dir=data_dir or config.data_dir,
-                                tfds_dir=tfds_dir or config.tfds_dir)
+    if config.dataset == FOLDER:  # decoded and split as fit did (same cache, same seed)
+        folder = load_folder(data_dir or config.data_dir, image_size=config.image_size,
+                             channels=spec.image_shape[-1], val_fraction=config.val_fraction,
+                             seed=config.seed, cache_dir=tfds_data_dir(tfds_dir or config.tfds_dir))
+        images, labels = ((folder.train_x, folder.train_y) if split == 'train' else
+                          (folder.test_x, folder.test_y))
+    else:
+        images, labels = load_split(config.dataset, split, data_dir=data_dir or config.data_dir,
+                                    tfds_dir=tfds_dir or config.tfds_dir)
     if limit is None:
         limit = config.limit_eval if split == 'test' else config.limit_train
     images, labels = images[:limit], np.asarray(labels[:limit], np.int32)

@@ -278,6 +278,23 @@ def test_resume_of_a_folder_run_refuses_another_augmentation(readme_run, capsys)
     assert (workdir / 'metrics.jsonl').read_text() == before
 
 
+def test_evaluate_and_predict_a_folder_run(readme_run, tmp_path):
+    """jaxconv.evaluate reads the tree as training did and reproduces the run's last test
+    accuracy; jaxconv.predict names the folder's classes."""
+    from jaxconv.evaluate import evaluate_run
+    from jaxconv.predict import predict
+    from jaxconv.runs import load_run
+    cwd, root, workdir, command = readme_run
+    loaded = load_run(workdir)
+    report = evaluate_run(loaded, data_dir=root, tfds_dir=cwd / 'tfds')
+    last = json.loads((workdir / 'metrics.jsonl').read_text().splitlines()[-1])
+    assert report['class_names'] == CLASSES and report['examples'] == 16
+    assert report['accuracy'] == last['test_accuracy']
+    image = folder_module.scan(root)[2]['cat'][0]
+    results, errors = predict(loaded, [str(image)], top_k=3)
+    assert not errors and {name for name, _ in results[str(image)]} == set(CLASSES)
+
+
 def test_resume_of_the_finished_folder_run_is_accepted(readme_run, tmp_path):
     """Same images, same settings: --resume finds its data unchanged and has nothing to do."""
     import shutil
