@@ -19,7 +19,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxconv.data import DatasetSpec, preprocess
+from jaxconv.data import DataError, DatasetSpec, preprocess
+from jaxconv.data.folder import decode
 from jaxconv.runs import LoadedRun, RunError, load_run
 
 PROG = 'jaxconv predict'
@@ -38,12 +39,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def read_image(path: str | Path, spec: DatasetSpec) -> np.ndarray:
-    """``path`` as uint8 (H, W, C) in the dataset's stored shape; ``OSError``/``ValueError`` if
-    PIL cannot read it."""
+    """``path`` as uint8 (H, W, C) in the dataset's stored shape; ``DataError`` naming the file
+    if PIL cannot read it. Square shapes go through the folder datasets' own decoder, so an
+    image of a ``--dataset folder`` run is converted and resized as its training images were."""
     from PIL import Image
 
     height, width, channels = spec.image_shape
-    with Image.open(path) as image:
+    if height == width:
+        return decode([Path(path)], image_size=height, channels=channels)[0]
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f'cannot read the image {path} ({type(e).__name__}: {e})') from None
+    with image:
         image = image.convert('L' if channels == 1 else 'RGB')
         if image.size != (width, height):
             image = image.resize((width, height), Image.BILINEAR)
@@ -68,13 +77,13 @@ def make_predict_fn(run: LoadedRun):
 
 def predict(run: LoadedRun, paths: list[str], top_k: int = 5):
     """``(results, errors)``: per readable image its top-k ``(class, probability)`` pairs;
-    per unreadable one the reason."""
+    per unreadable one a sentence naming it."""
     images, results, errors = {}, {}, {}
     for path in paths:
         try:
             images[path] = read_image(path, run.spec)
-        except (OSError, ValueError) as e:  # PIL: missing, not an image, truncated
-            errors[path] = str(e) or type(e).__name__
+        except DataError as e:  # missing, not an image, truncated
+            errors[path] = str(e)
     if images:
         probs = make_predict_fn(run)(np.stack(list(images.values())))
         k = min(top_k, run.spec.num_classes)
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         return 1
     results, errors = predict(run, args.images, args.top_k)
     for path, reason in errors.items():
-        print(f'{prog}: cannot read image {path}: {reason}', file=sys.stderr)
+        print(f'{prog}: {reason}', file=sys.stderr)
     if args.json:
         print(json.dumps({'run_dir': str(run.path), 'step': run.step, 'predictions': [
             {'image': path, 'top_k': [{'class': c, 'probability': p} for c, p in top]}

@@ -215,8 +215,9 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
                               f'(save model.state_dict(), not the model)')
     bad = [str(k) for k, v in obj.items() if not (isinstance(k, str) and torch.is_tensor(v))]
     if bad:
+        more = ' ...' if len(bad) > 10 else ''
         raise WeightFileError(f'{path}: not a state_dict of tensors; {len(bad)} entr(y/ies) are '
-                              f'not tensors: {", ".join(bad[:10])}{" ..." if len(bad) > 10 else ""}')
+                              f'not tensors: {", ".join(bad[:10])}{more}')
     return {k: v.detach().cpu().numpy().copy() for k, v in obj.items()}
 
 

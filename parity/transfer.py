@@ -2,9 +2,9 @@
 
 The key map (``jaxconv.keymap``) is built from the Flax module tree: every torch-named layer
 (``jaxconv.layers``) contributes its torch state_dict keys, each with the Flax variable it fills
-and the layout change (conv ``permute(2, 3, 1, 0)``, linear ``.T``). Both directions check every shape and
-fail naming every torch key left unused, every torch key missing and every Flax variable
-left unfilled, as Flax's ViT conversion guide does. Nothing is skipped silently.
+and the layout change (conv ``permute(2, 3, 1, 0)``, linear ``.T``). Both directions check
+every shape and fail naming every torch key left unused, every torch key missing and every
+Flax variable left unfilled, as Flax's ViT conversion guide does. Nothing is skipped silently.
 """
 
 from __future__ import annotations

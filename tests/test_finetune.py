@@ -184,8 +184,8 @@ def test_a_bad_weight_file_is_one_clear_error_and_nothing_is_written(case, tfds_
 
 
 @needs_data
-def test_resume_takes_over_the_recorded_source_and_refuses_changed_weights(mlp_run, tfds_dir,  # noqa: F811
-                                                                         tmp_path):
+def test_resume_takes_over_the_recorded_source_and_refuses_changed_weights(
+        mlp_run, tfds_dir, tmp_path):  # noqa: F811
     import shutil
     workdir = shutil.copytree(mlp_run[0], tmp_path / 'run')
     recorded = json.loads((workdir / 'config.json').read_text())['config']
@@ -206,8 +206,8 @@ def test_resume_takes_over_the_recorded_source_and_refuses_changed_weights(mlp_r
 # export
 # ------------------------------------------------------------------------------------------------
 @needs_data
-def test_export_pt_loads_strictly_into_the_twin_with_the_same_logits(mlp_run, tfds_dir,  # noqa: F811
-                                                                      tmp_path):
+def test_export_pt_loads_strictly_into_the_twin_with_the_same_logits(
+        mlp_run, tfds_dir, tmp_path):  # noqa: F811
     workdir, _ = mlp_run
     out = tmp_path / 'mlp.pt'
     code, stdout, err = run_main(export_main, [str(workdir), '--out', str(out)])
@@ -262,7 +262,8 @@ def flat_params(workdir, step=None) -> dict[str, np.ndarray]:
 
 
 @needs_data
-def test_trainable_head_changes_only_the_head_bit_for_bit(mlp_run, tfds_dir, tmp_path):  # noqa: F811
+def test_trainable_head_changes_only_the_head_bit_for_bit(mlp_run, tfds_dir,  # noqa: F811
+                                                          tmp_path):
     source_dir, _ = mlp_run
     workdir = tmp_path / 'head'
     code, out, err = run_main(train_main, mlp_args(
@@ -316,7 +317,8 @@ def test_predict_gives_the_classes_evaluate_gives(mlp_run, tfds_dir, tmp_path): 
     code, out, err = run_main(predict_main, argv)
     assert code == 1
     assert [line for line in err.splitlines() if str(bad) in line] == [
-        f"jaxconv predict: cannot read image {bad}: cannot identify image file '{bad}'"]
+        f"jaxconv predict: cannot read the image {bad} (UnidentifiedImageError: cannot "
+        f"identify image file '{bad}'); replace or delete it"]
     assert len([line for line in err.splitlines() if str(missing) in line]) == 1
     result = json.loads(out)
     assert [p['image'] for p in result['predictions']] == list(map(str, paths))

@@ -67,7 +67,8 @@ def test_resume_falls_back_past_a_bit_flipped_checkpoint(two_checkpoints, tfds_d
 
 
 @needs_data
-def test_with_no_intact_checkpoint_resume_is_one_clear_error(two_checkpoints, tfds_dir):  # noqa: F811
+def test_with_no_intact_checkpoint_resume_is_one_clear_error(two_checkpoints,
+                                                             tfds_dir):  # noqa: F811
     workdir = two_checkpoints
     truncate(largest_file(workdir / 'checkpoints' / '32'))
     flip_a_bit(largest_file(workdir / 'checkpoints' / '16'))
