@@ -198,3 +198,31 @@ def test_pools_are_differentiable_under_jit(pool):
              else torch.nn.AvgPool2d(pool.kernel_size, pool.stride, pool.padding))
     (tpool(tx) ** 2).sum().backward()
     assert_close(g, nhwc(tx.grad), 1e-6)
+
+
+@pytest.mark.parametrize('h,w,k,s,p,ceil', POOL_CASES)
+def test_maxpool_gradient_with_ties_goes_where_torchs_goes(h, w, k, s, p, ceil):
+    # Integers from a small range: most windows hold several equal maxima (and ReLU-like
+    # zeros). torch sends each output's gradient to the first maximum in scan order; JAX's own
+    # max rule would split it among the ties.
+    x = RNG.integers(0, 3, (2, h, w, 3)).astype(np.float32)
+    dy_shape = torch.nn.MaxPool2d(k, s, p, ceil_mode=ceil)(nchw(x)).shape
+    dy = RNG.standard_normal(dy_shape).astype(np.float32)
+    tx = nchw(x).requires_grad_()
+    torch.nn.MaxPool2d(k, s, p, ceil_mode=ceil)(tx).backward(torch.from_numpy(dy))
+    pool = L.MaxPool2d(k, s, p, ceil_mode=ceil)
+    _, back = jax.vjp(pool, jnp.asarray(x))
+    (g,) = jax.jit(back)(jnp.asarray(nhwc(torch.from_numpy(dy))))
+    np.testing.assert_array_equal(np.asarray(g), nhwc(tx.grad))
+
+
+@pytest.mark.parametrize('count_include_pad', [True, False])
+@pytest.mark.parametrize('h,w,k,s,p,ceil', POOL_CASES)
+def test_avgpool_gradient_matches_torch(h, w, k, s, p, ceil, count_include_pad):
+    x = RNG.standard_normal((2, h, w, 3)).astype(np.float32)
+    tpool = torch.nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=count_include_pad)
+    tx = nchw(x).requires_grad_()
+    (tpool(tx) ** 2).sum().backward()
+    pool = L.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=count_include_pad)
+    g = jax.jit(jax.grad(lambda x: (pool(x) ** 2).sum()))(jnp.asarray(x))
+    assert_close(g, nhwc(tx.grad), 1e-6)
