@@ -50,7 +50,8 @@ def layer_shapes(arch: str, image_size: int, batch: int, in_channels: int = 3,
         with tap(record_linear):
             return nnx.merge(graphdef, state)(x)
 
-    with conv_lowering.recording() as convs:
+    # Shapes only: the fixed rules, so that counting FLOPs never starts autotuning.
+    with conv_lowering.lowering('heuristic'), conv_lowering.recording() as convs:
         jax.eval_shape(apply, state, jax.ShapeDtypeStruct(
             (batch, image_size, image_size, in_channels), jnp.float32))
     found = []

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -71,6 +70,9 @@ def parse_args(argv=None):
                     help="with --arch all, also run the torchvision (tv_*) models")
     ap.add_argument('--threads', type=int, default=os.cpu_count(),
                     help='torch intra-op threads (XLA uses one thread per core)')
+    ap.add_argument('--no-cold', action='store_true',
+                    help='skip first_step_cold_s (the first step in a fresh process with an '
+                         'empty autotuning cache)')
     ap.add_argument('--json', help='write the figures to this file')
     return ap.parse_args(argv)
 
@@ -81,18 +83,31 @@ def parse_args(argv=None):
 def resolve_image_size(arch: str, default: int | None, per_arch: dict[str, int]
                        ) -> tuple[int, str]:
     """The input size for ``arch`` and why: an override, the default, or the arch's minimum."""
-    from jaxconv.models import create_model
+    from jaxconv.registry import min_image_size
     if arch in per_arch:
         return per_arch[arch], 'set with --image-size'
     size = default or DEFAULT_IMAGE_SIZE
-    try:
-        create_model(arch, image_size=size)
+    minimum = min_image_size(arch)
+    if size >= minimum:
         return size, 'default' if default is None else 'set with --image-size'
-    except ValueError as error:
-        found = re.search(r'needs image_size >= (\d+)', str(error))
-        if not found:
-            raise
-        return int(found.group(1)), f'the minimum for this arch ({size} is too small)'
+    return minimum, f'the minimum for this arch ({size} is too small)'
+
+
+def first_step_cold(arch: str, image_size: int, batch: int) -> dict:
+    """``first_step.py`` in a fresh process with an empty autotuning cache."""
+    import subprocess
+    import tempfile
+
+    from jaxconv.conv_autotune import CACHE_ENV
+    with tempfile.TemporaryDirectory() as empty:
+        env = {**os.environ, CACHE_ENV: empty}
+        proc = subprocess.run([sys.executable, str(Path(__file__).with_name('first_step.py')),
+                               '--arch', arch, '--batch-size', str(batch),
+                               '--image-size', str(image_size)],
+                              capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return {'error': proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def bench_arch(arch: str, image_size: int, args, device: str, matmul_peak: float) -> dict:
@@ -103,15 +118,13 @@ def bench_arch(arch: str, image_size: int, args, device: str, matmul_peak: float
     from benchmarks.flops import layer_shapes
     from benchmarks.timing import Variant, time_interleaved
 
+    from jaxconv import conv_autotune, conv_lowering
+
     b = args.batch_size
-    layers = layer_shapes(arch, image_size, b)  # at the real batch: plans depend on it
+    layers = layer_shapes(arch, image_size, b)
     macs = sum(layer.macs for layer in layers) / b
     fwd_flops, train_flops = 2.0 * macs, 6.0 * macs
-    plans = {}
-    for layer in layers:
-        if layer.plan is not None:
-            key = str(layer.plan)
-            plans[key] = plans.get(key, 0) + 1
+    cold = None if args.no_cold else first_step_cold(arch, image_size, b)
 
     model = jax_side.build_model(arch, image_size)
     x, y = jax_side.random_batch(b, image_size)
@@ -123,7 +136,7 @@ def bench_arch(arch: str, image_size: int, args, device: str, matmul_peak: float
 
     record = {'arch': arch, 'image_size': image_size, 'batch_size': b,
               'fwd_gflop_per_image': fwd_flops / 1e9, 'train_gflop_per_image': train_flops / 1e9,
-              'conv_plans': plans, 'variants': {}, 'notes': []}
+              'variants': {}, 'notes': []}
 
     def add_jax(kind: str, build) -> list:
         out = []
@@ -160,7 +173,17 @@ def bench_arch(arch: str, image_size: int, args, device: str, matmul_peak: float
     kinds = ('train',) if args.no_forward else ('train', 'forward')
     for kind in kinds:
         if kind == 'train':
-            variants = add_jax('train', lambda: jax_side.train_step(model, xj, yj))
+            tuned_before = conv_autotune.STATS.seconds
+            with conv_lowering.recording() as calls:
+                variants = add_jax('train', lambda: jax_side.train_step(model, xj, yj))
+            record['conv_plans'] = {}
+            for call in {c.key: c for c in calls}.values():  # each conv once (fwd and bwd)
+                record['conv_plans'][str(call.plan)] = record['conv_plans'].get(
+                    str(call.plan), 0) + 1
+            record['autotune_s'] = conv_autotune.STATS.seconds - tuned_before
+            record['first_step_s'] = record['variants']['jaxconv']['train_compile_s']
+            record['first_step_cold_s'] = (cold or {}).get('first_step_s')
+            record['first_step_cold_autotune_s'] = (cold or {}).get('autotune_s')
         else:
             variants = add_jax('forward', lambda: jax_side.forward_step(model, xj))
         variants += add_torch(kind)
@@ -259,8 +282,12 @@ def arch_table(r: dict, pipeline_rate: float | None) -> str:
              f"{r['train_gflop_per_image']:.3f} train (counted from layer shapes); "
              f"measured in {r.get('wall_s', 0):.0f} s"]
     if r.get('conv_plans'):
-        lines.append('   conv lowering (fwd/dx/dW: layers): ' +
+        lines.append('   conv lowering (fwd/dx/dW: convs): ' +
                      ', '.join(f'{k}: {v}' for k, v in r['conv_plans'].items()))
+    lines.append(f"   first train step (trace, autotune, compile): {_fmt(r.get('first_step_s'))} s"
+                 f" (autotune {_fmt(r.get('autotune_s'))} s); with an empty cache "
+                 f"{_fmt(r.get('first_step_cold_s'))} s (autotune "
+                 f"{_fmt(r.get('first_step_cold_autotune_s'))} s)")
     lines.append(f"   {'variant':<22}{'train img/s':>12}{'fwd img/s':>11}{'train GF/s':>11}"
                  f"{'%matmul':>8}{'compile s':>14}{'mem MB':>9}{'spread':>8}")
     for name, e in r['variants'].items():
@@ -321,6 +348,7 @@ def main(argv=None) -> dict:
     import torch
 
     from benchmarks.jax_side import matmul_gflops
+    from jaxconv import conv_autotune, conv_lowering
 
     torch.set_num_threads(args.threads)
     gpu = jax.default_backend() == 'gpu' and torch.cuda.is_available()
@@ -348,7 +376,12 @@ def main(argv=None) -> dict:
         'memory_note': ('jaxconv: XLA temp buffers of the compiled step (memory_analysis); '
                         'torch: sampled process RSS growth during its runs'),
         'skipped_archs': {a: 'torchvision model; pass --include-tv' for a in skipped},
+        'cpu_model': conv_autotune.cpu_model(), 'cpu_isa': conv_autotune.cpu_isa(),
+        'conv_lowering_mode': conv_lowering.mode(),
+        'autotune_cache': str(conv_autotune.cache_file()),
     }
+    print(f"cpu: {meta['cpu_model']} ({meta['cpu_isa']}); conv lowering: "
+          f"{meta['conv_lowering_mode']} (cache {meta['autotune_cache']})", flush=True)
     print(f"devices: jax {meta['jax_devices']}, torch {device} ({meta['torch_threads']} threads); "
           f"matmul 2048^2 f32: jax {peak['jax']:.0f} GFLOP/s, torch {peak['torch']:.0f}; "
           f"data pipeline {pipeline['batches_per_s']:.0f} batches/s; runtime {applied}",

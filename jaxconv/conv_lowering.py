@@ -20,9 +20,18 @@ centre tap), which is exact: those products are all zeros.
 
 The three passes are tied together with ``jax.custom_vjp``: each gradient is the exact
 transpose of a convolution (computed by ``jax.vjp`` of the chosen lowering), so every plan
-gives the same numbers up to float rounding order. Off CPU (GPU/TPU) every pass is ``'xla'``.
-``lowering(...)`` forces one lowering everywhere (for benchmarks and tests); it is read when a
-function is traced, so set it before ``jax.jit`` traces the model.
+gives the same numbers up to float rounding order.
+
+Which lowering each pass gets is decided by the *mode* (:func:`mode`), read when a function is
+traced, so set it before ``jax.jit`` traces the model:
+  * ``'heuristic'`` (the default): the fixed rules of :func:`cpu_plan` (no measuring);
+  * ``'autotune'``: time every candidate on this machine the first time a shape is traced and
+    keep the fastest, cached on disk (:mod:`jaxconv.conv_autotune`), as cuDNN's benchmark mode
+    does. Not the default: a pass timed alone does not see what it costs inside the whole step,
+    and on some networks the measured plan trains slower (``benchmarks/README.md``);
+  * one lowering name: that lowering for every pass (benchmarks and tests).
+Off CPU (GPU/TPU) every pass is ``'xla'`` unless a lowering is forced. A run can pin its plan
+(:func:`fixed_plans`), so a resumed run computes with the plan its first part used.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import os
 from typing import NamedTuple
 
 import jax
@@ -37,7 +47,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-LOWERINGS = ('xla', 'im2col', 'taps')
+LOWERINGS = ('xla', 'im2col', 'taps', 'direct', 'grouped')
+MODES = ('autotune', 'heuristic', *LOWERINGS)
+#: The environment variable that sets the mode for a process (a ``lowering`` block overrides it).
+MODE_ENV = 'JAXCONV_CONV_LOWERING'
 
 
 class ConvSpec(NamedTuple):
@@ -58,6 +71,14 @@ class Pass(NamedTuple):
     def __str__(self):
         return self.lowering if self.chunk is None else f'{self.lowering}[{self.chunk}]'
 
+    @classmethod
+    def parse(cls, text: str) -> Pass:
+        """The inverse of ``str``: ``'im2col[32]'`` -> ``Pass('im2col', 32)``."""
+        name, _, chunk = text.partition('[')
+        if name not in LOWERINGS or (chunk and not chunk.rstrip(']').isdigit()):
+            raise ValueError(f'not a conv pass lowering: {text!r}')
+        return cls(name, int(chunk.rstrip(']')) if chunk else None)
+
 
 class Plan(NamedTuple):
     """How each pass of one convolution is lowered."""
@@ -68,6 +89,14 @@ class Plan(NamedTuple):
 
     def __str__(self):
         return '/'.join(map(str, self))
+
+    @classmethod
+    def parse(cls, text: str) -> Plan:
+        """The inverse of ``str``: ``'xla/taps/im2col[32]'``."""
+        parts = text.split('/')
+        if len(parts) != 3:
+            raise ValueError(f'not a conv plan (fwd/dx/dw): {text!r}')
+        return cls(*map(Pass.parse, parts))
 
 
 # Thresholds of ``cpu_plan``, measured on the project machine (2 cores, 2 MB of L2 each).
@@ -83,24 +112,68 @@ class ConvCall(NamedTuple):
     w_shape: tuple[int, ...]
     spec: ConvSpec
     plan: Plan
+    dtype: str = 'float32'
+    platform: str = 'cpu'
+
+    @property
+    def key(self) -> str:
+        return shape_key(self.x_shape, self.w_shape, self.spec, self.dtype, self.platform)
+
+
+def shape_key(x_shape, w_shape, spec: ConvSpec, dtype, platform: str) -> str:
+    """A readable key for one convolution: what a plan is chosen (and cached) for."""
+    dims = lambda v: 'x'.join(map(str, v))  # noqa: E731
+    return (f'{dims(x_shape)}|{dims(w_shape)}|s{dims(spec.stride)}|p{dims(spec.padding)}'
+            f'|d{dims(spec.dilation)}|g{spec.groups}|{jnp.dtype(dtype).name}|{platform}')
 
 
 _FORCED: contextvars.ContextVar[str | None] = contextvars.ContextVar('jaxconv_conv_lowering',
                                                                      default=None)
 _RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar('jaxconv_conv_record',
                                                                      default=None)
+_FIXED: contextvars.ContextVar[dict | None] = contextvars.ContextVar('jaxconv_conv_fixed',
+                                                                    default=None)
+
+
+def mode() -> str:
+    """The active mode: a ``lowering`` block's, else ``$JAXCONV_CONV_LOWERING``, else heuristic."""
+    name = _FORCED.get() or os.environ.get(MODE_ENV) or 'heuristic'
+    if name not in MODES:
+        raise ValueError(f'unknown conv lowering mode {name!r} (from ${MODE_ENV} or lowering()); '
+                         f'choose one of {", ".join(MODES)}')
+    return name
 
 
 @contextlib.contextmanager
 def lowering(name: str | None):
-    """Use lowering ``name`` for every pass of every conv traced inside this block (None: auto)."""
-    if name is not None and name not in LOWERINGS:
-        raise ValueError(f'unknown conv lowering {name!r}; choose one of {LOWERINGS}')
+    """Use mode ``name`` for every conv traced inside this block (None: the process default).
+
+    ``name`` is ``'autotune'``, ``'heuristic'`` or one lowering, forced on every pass.
+    """
+    if name is not None and name not in MODES:
+        raise ValueError(f'unknown conv lowering {name!r}; choose one of {MODES}')
     token = _FORCED.set(name)
     try:
         yield
     finally:
         _FORCED.reset(token)
+
+
+@contextlib.contextmanager
+def fixed_plans(table: dict[str, str]):
+    """Inside this block a conv whose ``shape_key`` is in ``table`` gets that plan, whatever the
+    mode: how a resumed run keeps the plan of the run it continues (a re-measure could pick
+    another winner, and another lowering rounds differently)."""
+    token = _FIXED.set({k: Plan.parse(v) for k, v in table.items()})
+    try:
+        yield
+    finally:
+        _FIXED.reset(token)
+
+
+def plan_table(calls) -> dict[str, str]:
+    """``{shape_key: plan}`` of recorded ``ConvCall``s (what a run writes down)."""
+    return {c.key: str(c.plan) for c in calls}
 
 
 @contextlib.contextmanager
@@ -145,12 +218,22 @@ def _shifted_views(x, w_shape, spec: ConvSpec):
     (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
     oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
     rows, cols = _live_taps(h, kh, sh, ph, dh), _live_taps(wd, kw, sw, pw, dw)
+    if len(rows) * len(cols) > 1:
+        # Materialise x once: XLA would otherwise fuse its producer (BatchNorm, ReLU) into
+        # every view and compute it once per tap.
+        x = lax.optimization_barrier(x)
     xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if (ph or pw) else x
     views = [lax.slice(xp, (0, i * dh, j * dw, 0),
                        (n, i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1, c),
                        (1, sh, sw, 1))
              for i in rows for j in cols]
     return views, rows, cols, (n, oh, ow)
+
+
+def _live_weight(w, rows, cols):
+    """The kernel taps at ``rows`` x ``cols`` (contiguous ranges: dead taps are at the edges),
+    as static slices; a gather here was miscompiled by XLA:CPU inside ``lax.map``."""
+    return w[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
 def _dense_weight(w, groups: int):
@@ -172,7 +255,7 @@ def _dense_weight(w, groups: int):
 def conv_im2col(x, w, spec: ConvSpec):
     views, rows, cols, (n, oh, ow) = _shifted_views(x, w.shape, spec)
     w = _dense_weight(w, spec.groups)
-    w = w[np.asarray(rows)][:, np.asarray(cols)]
+    w = _live_weight(w, rows, cols)
     patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
     k = patches.shape[-1]
     y = patches.reshape(-1, k) @ w.reshape(k, -1)
@@ -190,7 +273,34 @@ def conv_taps(x, w, spec: ConvSpec):
     return y.reshape(n, oh, ow, -1)
 
 
-_IMPLS = {'xla': conv_xla, 'im2col': conv_im2col, 'taps': conv_taps}
+def conv_direct(x, w, spec: ConvSpec):
+    """Shifted multiply-adds with no matmul: for a few channels (LeNet's 1->6), where a matmul's
+    K or N is too narrow to block. One broadcast multiply and one reduction over (tap, C_in),
+    which XLA fuses with the activation and pool after it."""
+    views, rows, cols, (n, oh, ow) = _shifted_views(x, w.shape, spec)
+    w = _dense_weight(w, spec.groups)
+    w = _live_weight(w, rows, cols)
+    patches = jnp.concatenate(views, axis=-1)                 # (N, H', W', T·C_in)
+    w = w.reshape(-1, w.shape[-1])                            # (T·C_in, C_out)
+    return jnp.sum(patches[..., None] * w, axis=-2)
+
+
+def conv_grouped(x, w, spec: ConvSpec):
+    """im2col per group as ONE batched matmul over the groups: Eigen loops over the groups with
+    a small contraction each, and the dense weight of ``_dense_weight`` wastes G× the work."""
+    views, rows, cols, (n, oh, ow) = _shifted_views(x, w.shape, spec)
+    kh, kw, cig, co = w.shape
+    g = spec.groups
+    taps = len(views)
+    patches = jnp.stack([v.reshape(-1, g, cig) for v in views], axis=1)   # (M, T, G, cig)
+    w = _live_weight(w.reshape(kh, kw, cig, g, co // g), rows, cols)
+    w = w.reshape(taps, cig, g, co // g)
+    y = jnp.einsum('mtgi,tigo->mgo', patches, w)
+    return y.reshape(n, oh, ow, co)
+
+
+_IMPLS = {'xla': conv_xla, 'im2col': conv_im2col, 'taps': conv_taps, 'direct': conv_direct,
+          'grouped': conv_grouped}
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +324,10 @@ def run_pass(step: Pass, pass_: str, spec: ConvSpec, x, w, dy=None):
     enough to stay in cache.
     """
     n = x.shape[0]
-    if step.chunk is None or step.chunk >= n:
+    # XLA:CPU (jaxlib 0.10.2) miscompiles direct's dx inside lax.map (wrong values; the same
+    # jaxpr run op by op is right), so that pass always runs on the whole batch.
+    whole = step.lowering == 'direct' and pass_ == 'dx'
+    if step.chunk is None or step.chunk >= n or whole:
         return _pass_on(step.lowering, pass_, spec, x, w, dy)
     k = n // step.chunk
     xs = x.reshape(k, step.chunk, *x.shape[1:])
@@ -230,13 +343,24 @@ def run_pass(step: Pass, pass_: str, spec: ConvSpec, x, w, dy=None):
 # --------------------------------------------------------------------------------------------
 # Choosing a plan
 # --------------------------------------------------------------------------------------------
-def plan(x_shape, w_shape, spec: ConvSpec, platform: str | None = None) -> Plan:
-    """The lowering of each pass for this shape (see the module docstring for the evidence)."""
-    forced = _FORCED.get()
-    if forced is not None:
-        return Plan(*(Pass(forced),) * 3)
-    if (platform or jax.default_backend()) != 'cpu':
+def plan(x_shape, w_shape, spec: ConvSpec, platform: str | None = None,
+         dtype='float32') -> Plan:
+    """The lowering of each pass for this shape, by the active mode (module docstring)."""
+    platform = platform or jax.default_backend()
+    fixed = _FIXED.get()
+    if fixed is not None:
+        pinned = fixed.get(shape_key(x_shape, w_shape, spec, dtype, platform))
+        if pinned is not None:
+            return pinned
+    name = mode()
+    if name in LOWERINGS:
+        return Plan(*(Pass(name),) * 3)
+    if platform != 'cpu':
         return Plan(*(Pass('xla'),) * 3)
+    if name == 'autotune' and jnp.dtype(dtype) == jnp.float32:
+        # float64 serves exact comparisons, not speed: it keeps the fixed rules.
+        from jaxconv import conv_autotune
+        return conv_autotune.tuned_plan(x_shape, w_shape, spec, dtype, platform)
     return cpu_plan(x_shape, w_shape, spec)
 
 
@@ -254,8 +378,8 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     | case (first match)                     | forward | dx                     | dW          |
     |----------------------------------------|---------|------------------------|-------------|
     | 1×1, no padding, not grouped           | matmul  | matmul                 | matmul      |
+    | grouped                                | grouped | grouped                | grouped     |
     | an input or output map of 2×2 or less  | small   | small                  | small/large |
-    | grouped                                | XLA     | XLA if stride 1, small | small/large |
     | output map of 4×4 or less              | XLA     | small                  | small       |
     | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA                    | XLA         |
     | otherwise (large maps)                 | XLA     | XLA                    | large       |
@@ -276,10 +400,10 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     large = Pass('im2col', _chunk(n, oh * ow * taps * cin * itemsize, PATCH_BUDGET_BYTES))
     small_or_large = small if view_bytes < SMALL_VIEW_BYTES else large
     xla = Pass('xla')
+    if spec.groups > 1:  # Eigen loops over the groups; one batched matmul over them does not
+        return Plan(*(Pass('grouped'),) * 3)
     if min(oh, ow, h, wd) <= 2:  # XLA's conv is 100x off its fast path here
         return Plan(small, small, small_or_large)
-    if spec.groups > 1:  # XLA's grouped dW takes seconds; its strided grouped dx is slow
-        return Plan(xla, xla if (sh, sw) == (1, 1) else small, small_or_large)
     if min(oh, ow) <= 4:
         return Plan(xla, small, small)
     if view_bytes < SMALL_VIEW_BYTES:
@@ -313,10 +437,12 @@ def conv2d(x, w, *, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int 
     x: (N, H, W, C_in); w: (kh, kw, C_in / groups, C_out); symmetric ``padding``.
     """
     spec = ConvSpec(tuple(stride), tuple(padding), tuple(dilation), int(groups))
-    p = plan(x.shape, w.shape, spec)
+    platform = jax.default_backend()
+    dtype = jnp.result_type(x, w).name
+    p = plan(x.shape, w.shape, spec, platform, dtype)
     calls = _RECORD.get()
     if calls is not None:
-        calls.append(ConvCall(tuple(x.shape), tuple(w.shape), spec, p))
+        calls.append(ConvCall(tuple(x.shape), tuple(w.shape), spec, p, dtype, platform))
     if p.fwd == p.dx == p.dw and p.fwd.chunk is None:
         return _IMPLS[p.fwd.lowering](x, w, spec)  # plain autodiff (forward-mode AD works too)
     return _mixed_conv(x, w, spec, p)

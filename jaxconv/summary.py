@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv import conv_lowering
 from jaxconv.layers import named_layers, tap
 
 
@@ -68,7 +69,8 @@ def layer_rows(model, input_shape, *, leaves: bool = False, dtype=jnp.float32) -
         with tap(record):
             return copy(x)
 
-    jax.eval_shape(run, state, jax.ShapeDtypeStruct(tuple(input_shape), dtype))
+    with conv_lowering.lowering('heuristic'):  # shapes only: never autotune here
+        jax.eval_shape(run, state, jax.ShapeDtypeStruct(tuple(input_shape), dtype))
     return rows
 
 

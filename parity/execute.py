@@ -27,6 +27,7 @@ from flax import nnx
 from torch import nn
 from torch.nn import functional as F
 
+from jaxconv import conv_lowering
 from jaxconv import layers as L
 from parity.transfer import key_map
 
@@ -242,7 +243,9 @@ def dropout_input_shapes(graphdef, state, x_shape, dtype) -> dict[str, tuple[int
         by_name = {key.split(' ', 1)[1]: v for key, v in outputs.items()}
         return {n: by_name[n] for n, _ in flax_dropout_layers(model)}
 
-    return {n: tuple(s.shape) for n, s in jax.eval_shape(shapes, state, x).items()}
+    with conv_lowering.lowering('heuristic'):  # shapes only: never autotune here
+        out = jax.eval_shape(shapes, state, x)
+    return {n: tuple(s.shape) for n, s in out.items()}
 
 
 def grads_as_torch(graphdef, grads, rest) -> dict[str, np.ndarray]:

@@ -34,7 +34,9 @@ GEOMETRIES = [
 # A chunk of 1 image runs the chunked (lax.map / lax.scan) path of a pass.
 PLANS = [cl.Plan(cl.Pass('xla'), cl.Pass('im2col', 1), cl.Pass('taps')),
          cl.Plan(cl.Pass('im2col'), cl.Pass('taps'), cl.Pass('xla')),
-         cl.Plan(cl.Pass('taps', 1), cl.Pass('xla'), cl.Pass('im2col', 1))]
+         cl.Plan(cl.Pass('taps', 1), cl.Pass('xla'), cl.Pass('im2col', 1)),
+         cl.Plan(cl.Pass('direct'), cl.Pass('grouped', 1), cl.Pass('direct')),
+         cl.Plan(cl.Pass('grouped'), cl.Pass('direct', 1), cl.Pass('grouped', 1))]
 
 
 def _case(geometry, dtype, seed=0):
@@ -139,3 +141,123 @@ def test_conv2d_layer_gradient_through_jit_matches_plain_xla():
     auto = jax.jit(jax.grad(lambda k, x: loss(k, x, None)))(layer.kernel[...], x)
     xla = jax.jit(jax.grad(lambda k, x: loss(k, x, 'xla')))(layer.kernel[...], x)
     assert _rel(auto, xla) <= 2e-6
+
+
+# --------------------------------------------------------------------------------------------
+# Modes and autotuning
+# --------------------------------------------------------------------------------------------
+from jaxconv import conv_autotune  # noqa: E402
+
+
+def test_plans_print_and_parse_back():
+    for plan in PLANS:
+        assert cl.Plan.parse(str(plan)) == plan
+    with pytest.raises(ValueError, match='not a conv'):
+        cl.Plan.parse('xla/winograd/xla')
+
+
+def test_the_mode_comes_from_the_environment_and_a_bad_one_names_the_choices(monkeypatch):
+    monkeypatch.setenv(cl.MODE_ENV, 'taps')
+    assert cl.mode() == 'taps'
+    with cl.lowering('im2col'):
+        assert cl.mode() == 'im2col'
+    monkeypatch.setenv(cl.MODE_ENV, 'fastest')
+    with pytest.raises(ValueError, match='autotune, heuristic, xla'):
+        cl.mode()
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    """A fresh autotuning cache directory, and no plan remembered by this process."""
+    monkeypatch.setenv(conv_autotune.CACHE_ENV, str(tmp_path / 'cache'))
+    conv_autotune.forget()
+    yield tmp_path / 'cache'
+    conv_autotune.forget()
+
+
+def _traced_loss(x, kernel, spec, mode):
+    def loss(x, kernel):
+        with cl.lowering(mode):
+            y = cl.conv2d(x, kernel, stride=spec.stride, padding=spec.padding,
+                          dilation=spec.dilation, groups=spec.groups)
+        return jnp.sum(y ** 2)
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, kernel)
+
+
+@pytest.mark.parametrize('geometry', [GEOMETRIES[0], GEOMETRIES[2], GEOMETRIES[4]],
+                         ids=lambda g: 'x'.join(map(str, g)))
+def test_autotune_measures_once_caches_on_disk_and_computes_the_same(geometry, empty_cache,
+                                                                     monkeypatch):
+    x, kernel, _, spec = _case(geometry, 'float32')
+    tuned_before = conv_autotune.STATS.tuned
+    got = _traced_loss(x, kernel, spec, 'autotune')
+    want = _traced_loss(x, kernel, spec, 'xla')
+    assert conv_autotune.STATS.tuned == tuned_before + 1
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert _rel(a, b) <= 2e-6
+
+    # The cache file: readable JSON, keyed by the machine, every candidate's time recorded.
+    files = list(empty_cache.glob('conv-plans-*.json'))
+    assert len(files) == 1
+    data = __import__('json').loads(files[0].read_text())
+    assert data['machine'] == conv_autotune.machine_key()
+    (key, entry), = data['plans'].items()
+    assert key == cl.shape_key(x.shape, kernel.shape, spec, 'float32', 'cpu')
+    plan = cl.Plan.parse(entry['plan'])
+    rule = cl.cpu_plan(x.shape, kernel.shape, spec)
+    for pass_, chosen, ruled in zip(conv_autotune.PASSES, plan, rule):
+        timed = entry['ms'][pass_]
+        fastest = min(timed, key=timed.get)
+        # The fastest, or the fixed rule's pick when it is within the margin of the fastest.
+        assert str(chosen) == fastest or (
+            chosen == ruled and timed[str(ruled)] <= (1 + conv_autotune.MARGIN) * timed[fastest])
+        assert {str(c) for c in conv_autotune.candidates(x.shape, kernel.shape, spec, pass_)
+                } <= timed.keys()
+
+    # A new process (nothing in memory) reads the file and measures nothing.
+    conv_autotune.forget()
+    monkeypatch.setattr(conv_autotune, 'measure', lambda *a, **k: pytest.fail('re-measured'))
+    with cl.lowering('autotune'):
+        assert cl.plan(x.shape, kernel.shape, spec, 'cpu', 'float32') == plan
+
+
+def test_candidates_leave_out_what_cannot_win_and_add_the_new_lowerings():
+    spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
+    tiny = conv_autotune.candidates((128, 2, 2, 512), (3, 3, 512, 512), spec, 'fwd')
+    assert cl.Pass('xla') not in tiny and cl.Pass('taps') in tiny
+    assert cl.Pass('xla') in conv_autotune.candidates((128, 2, 2, 512), (3, 3, 512, 512), spec,
+                                                      'dw')
+    lenet = conv_autotune.candidates((128, 28, 28, 1), (5, 5, 1, 6),
+                                     cl.ConvSpec((1, 1), (2, 2), (1, 1), 1), 'fwd')
+    assert cl.Pass('direct') in lenet
+    grouped = conv_autotune.candidates((8, 8, 8, 64), (3, 3, 2, 64),
+                                       cl.ConvSpec((1, 1), (1, 1), (1, 1), 32), 'dw')
+    assert cl.Pass('grouped') in grouped
+    big = ((128, 32, 32, 64), (3, 3, 64, 64), spec)       # a 75 MB patch matrix
+    assert conv_autotune.chunked(cl.Pass('im2col'), *big) == [cl.Pass('im2col', 32),
+                                                             cl.Pass('im2col', 8)]
+    assert conv_autotune.chunked(cl.Pass('xla'), *big) == []
+    assert conv_autotune.chunked(cl.Pass('im2col'), (2, 4, 4, 8), (3, 3, 8, 8), spec) == []
+    assert 2 ** 15 <= conv_autotune.l2_cache_bytes() <= 2 ** 30
+
+
+def test_float64_and_shape_only_traces_never_autotune(empty_cache, monkeypatch):
+    monkeypatch.setattr(conv_autotune, 'measure', lambda *a, **k: pytest.fail('measured'))
+    spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
+    with cl.lowering('autotune'):
+        assert cl.plan((2, 5, 5, 4), (3, 3, 4, 6), spec, 'cpu', 'float64') == cl.cpu_plan(
+            (2, 5, 5, 4), (3, 3, 4, 6), spec)
+        assert cl.plan((2, 5, 5, 4), (3, 3, 4, 6), spec, 'gpu', 'float32') == cl.Plan(
+            *(cl.Pass('xla'),) * 3)
+        from jaxconv.registry import create_model
+        create_model('lenet', image_size=28)          # min-image-size check: eval_shape only
+
+
+def test_fixed_plans_pin_a_recorded_plan_whatever_the_mode():
+    spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
+    key = cl.shape_key((2, 5, 5, 4), (3, 3, 4, 6), spec, 'float32', 'cpu')
+    pinned = cl.Plan(cl.Pass('taps'), cl.Pass('im2col', 1), cl.Pass('xla'))
+    with cl.fixed_plans({key: str(pinned)}), cl.lowering('xla'):
+        assert cl.plan((2, 5, 5, 4), (3, 3, 4, 6), spec, 'cpu', 'float32') == pinned
+        assert cl.plan((2, 5, 5, 4), (3, 3, 4, 7), spec, 'cpu', 'float32') == cl.Plan(
+            *(cl.Pass('xla'),) * 3)

@@ -55,3 +55,9 @@ def test_smoke_run_writes_the_promised_json(tmp_path, capsys):
     assert meta['matmul_gflops_2048']['jax'] > 0
     assert meta['data_pipeline']['batches_per_s'] > 0
     assert data['archs']['lenet']['image_size'] == 32
+    # Where it ran and how the convolutions were lowered; the first step, warm and cold.
+    assert meta['cpu_model'] and meta['cpu_isa'] and meta['autotune_cache']
+    assert meta['conv_lowering_mode'] in ('autotune', 'heuristic', 'xla', 'im2col', 'taps',
+                                          'direct', 'grouped')
+    assert sum(data['conv_plans'].values()) == 2                   # LeNet's two convolutions
+    assert data['first_step_s'] > 0 and data['first_step_cold_s'] > 0

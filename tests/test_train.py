@@ -374,6 +374,49 @@ def test_interrupted_mid_epoch_resumes_exactly(tfds_dir, tmp_path, monkeypatch, 
 
 
 @needs_data
+def test_resume_with_autotuning_computes_with_the_runs_recorded_plan(tfds_dir, tmp_path,
+                                                                    monkeypatch):
+    """Autotuning on: the run records its conv plans in conv_plan.json; after an interruption
+    the cache is rewritten to other plans (as a noisy re-measure could), and --resume still
+    ends bit-identical to the uninterrupted run, because it pins the recorded plans."""
+    from jaxconv import conv_autotune, conv_lowering
+
+    cache = tmp_path / 'cache'
+    monkeypatch.setenv(conv_lowering.MODE_ENV, 'autotune')
+    monkeypatch.setenv(conv_autotune.CACHE_ENV, str(cache))
+    conv_autotune.forget()
+    args = lambda workdir: tiny_run(tfds_dir, workdir, '--batch-size', '16')  # noqa: E731
+    assert main(args(tmp_path / 'reference')) == 0
+    recorded = json.loads((tmp_path / 'reference' / 'conv_plan.json').read_text())
+    assert recorded['mode'] == 'autotune' and len(recorded['plans']) == 2  # LeNet's two convs
+
+    workdir = tmp_path / 'interrupted'
+    with monkeypatch.context() as patch:
+        raise_signal_at(12, signal.SIGINT, patch)
+        assert main(args(workdir)) == 128 + signal.SIGINT
+
+    # Another winner for every conv: a fresh run would now compute with other plans.
+    cache_file = conv_autotune.cache_file()
+    data = json.loads(cache_file.read_text())
+    for key, entry in data['plans'].items():
+        entry['plan'] = 'im2col/taps/im2col' if entry['plan'] != 'im2col/taps/im2col' else 'xla/xla/xla'
+    cache_file.write_text(json.dumps(data))
+    conv_autotune.forget()
+
+    assert main([*args(workdir), '--resume']) == 0
+    assert json.loads((workdir / 'conv_plan.json').read_text())['plans'] == recorded['plans']
+    assert without_timing(read_jsonl(workdir / 'metrics.jsonl')) == \
+        without_timing(read_jsonl(tmp_path / 'reference' / 'metrics.jsonl'))
+    for a, b in zip(final_state(tmp_path / 'reference')[1], final_state(workdir)[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    assert main(args(tmp_path / 'fresh')) == 0  # the rewritten cache does reach a new run
+    fresh = json.loads((tmp_path / 'fresh' / 'conv_plan.json').read_text())['plans']
+    assert fresh.keys() == recorded['plans'].keys() and fresh != recorded['plans']
+    conv_autotune.forget()
+
+
+@needs_data
 def test_sigterm_then_resume_equals_uninterrupted(tfds_dir, tmp_path):
     """A real signal from outside, once the first checkpoint is written: train.py checkpoints
     and exits 143; --resume then finishes the run with the same metrics.jsonl and bit-identical

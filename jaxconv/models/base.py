@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv import conv_lowering
+
 
 class ImageSizeError(ValueError):
     """``image_size`` is too small for an architecture; ``minimum`` is the smallest that works."""
@@ -55,7 +57,8 @@ def feature_shape(fn: nnx.Module, image_size: int, in_channels: int, dtype) -> t
         return copy(x)
 
     try:
-        out = jax.eval_shape(apply, state, x)
+        with conv_lowering.lowering('heuristic'):  # shapes only: never autotune here
+            out = jax.eval_shape(apply, state, x)
     except (ValueError, TypeError, IndexError):
         return None
     return tuple(out.shape) if min(out.shape) > 0 else None

@@ -31,7 +31,9 @@ from jaxconv.registry import create_model
 from jaxconv.training import finetune
 from jaxconv.training import lock as workdir_lock
 from jaxconv.training import steps as train_steps
+from jaxconv.training import conv_plan
 from jaxconv.training.checkpoints import Checkpoints
+from jaxconv.training.conv_plan import RunPlan
 from jaxconv.training.config import TrainConfig, resolve, run_fields
 from jaxconv.training.errors import ConfigError, NonFiniteLossError
 from jaxconv.training.metrics import (CURVES_FILE, SUMMARY_FILE, MetricsLog, plot_curves,
@@ -359,6 +361,10 @@ def fit(config: TrainConfig) -> FitResult:
         workdir_lock.check_workdir(config.workdir)
     config = finetune.initialise(config, model, log=log)  # a bad weight file: nothing written
     plan = plan_workdir(config, spec)
+    try:  # the conv plans the run computed with, pinned again on --resume
+        conv = RunPlan(config.workdir, conv_plan.read(config.workdir) if config.resume else {})
+    except ValueError as e:
+        raise ConfigError(f'cannot resume: {e}') from None
     data = load_data(config, folder)
 
     # Nothing was written up to here (but the folder dataset's decoding cache).
@@ -377,21 +383,26 @@ def fit(config: TrainConfig) -> FitResult:
     if not records and is_main:  # no stale summary from an overwritten or restarted run
         (plan.path / SUMMARY_FILE).unlink(missing_ok=True)
 
+    def save():
+        if is_main:  # the plans first: a checkpoint never lacks the plans it was computed with
+            conv.write()
+        run.save()
+
     status, signum = 'completed', None
-    with StopRequest() as stop:
+    with StopRequest() as stop, conv.active():
         while run.epoch < config.epochs:
             epoch_start, throughput_before = time.perf_counter(), dataclasses.replace(
                 run.throughput)
             if not run.train_epoch(stop):
                 status, signum = 'interrupted', stop.signum
-                run.save()
+                save()
                 log(f'interrupted by signal {signum} at step {run.global_step}; checkpoint '
                     f'saved in {run.checkpoints.directory}; continue with --resume')
                 break
             record = run.finish_epoch(epoch_start, throughput_before)
             records.append(record)
             metrics_log.append(record)
-            run.save()
+            save()
             log(_epoch_line(record, config.epochs))
             if run.epoch < config.epochs and stop_agreed(stop):
                 status, signum = 'interrupted', stop.signum

@@ -15,11 +15,13 @@ from pathlib import Path
 
 from jaxconv.training.checkpoints import CHECKPOINT_DIR, Checkpoints
 from jaxconv.training.config import TrainConfig, config_differences, run_fields
+from jaxconv.training.conv_plan import CONV_PLAN_FILE
 from jaxconv.training.errors import ConfigError
 from jaxconv.training.metrics import (CONFIG_FILE, CURVES_FILE, METRICS_FILE, SUMMARY_FILE,
                                       write_json_atomic)
 
-RUN_OUTPUTS = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CURVES_FILE, CHECKPOINT_DIR)
+RUN_OUTPUTS = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CURVES_FILE, CHECKPOINT_DIR,
+               CONV_PLAN_FILE)
 
 
 @dataclasses.dataclass(frozen=True)
