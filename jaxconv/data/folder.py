@@ -28,13 +28,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
 from .info import DatasetSpec
+from .npz_cache import write_npz_atomic
 
 #: File extensions read as images (torchvision's IMG_EXTENSIONS, less the rare ones).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -194,22 +194,6 @@ def _read_cache(path: Path, fingerprint: str, n: int) -> np.ndarray | None:
     return images if len(images) == n else None
 
 
-def _write_cache(path: Path, fingerprint: str, images: np.ndarray) -> None:
-    """Best effort (a read-only cache dir just means decoding again next time); atomic."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz.tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, images=images, fingerprint=np.str_(fingerprint))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError:
-        pass
-
-
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, validation indices) of ``n`` examples: a pure function of the seed."""
     if not 0 < fraction < 1:
@@ -267,7 +251,7 @@ def load_folder(root: os.PathLike | str, *, image_size: int, channels: int | Non
     images = cached if cached is not None else decode(paths, image_size=image_size,
                                                       channels=channels)
     if cache_dir is not None and cached is None:
-        _write_cache(cache, fingerprint, images)
+        write_npz_atomic(cache, images=images, fingerprint=np.str_(fingerprint))
 
     train_x, test_x = images[:len(train_paths)], images[len(train_paths):]
     train_y, test_y = train_labels, test_labels

@@ -40,7 +40,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,6 +48,7 @@ import numpy as np
 
 from .errors import ChecksumError, DataError, DatasetNotFoundError
 from .info import CIFAR2_SOURCE_LABELS, DATASETS, SPLITS, get_spec
+from .npz_cache import write_npz_atomic
 
 # Sha256 and size of the DECOMPRESSED official Fashion-MNIST files. Debian's
 # `dataset-fashion-mnist` recompressed nothing but changed the gzip header (no
@@ -385,23 +385,6 @@ def _read_cache(builder, split: str):
     return images, labels
 
 
-def _write_cache(builder, split: str, images: np.ndarray, labels: np.ndarray) -> None:
-    """Best effort (a read-only data dir just means no cache); atomic rename."""
-    path = _cache_path(builder, split)
-    try:
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{split}.", suffix=".npz.tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, images=images, labels=labels, format=np.int64(_CACHE_FORMAT))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError:
-        pass
-
-
 def read_prepared(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
     """All examples of a prepared split as (uint8 NHWC images, int32 labels)."""
     cached = _read_cache(builder, split)
@@ -423,7 +406,8 @@ def read_prepared(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
                                start):
             images[i] = ex["image"]
             labels[i] = ex["label"]
-    _write_cache(builder, split, images, labels)
+    write_npz_atomic(_cache_path(builder, split), images=images, labels=labels,
+                     format=np.int64(_CACHE_FORMAT))
     return images, labels
 
 

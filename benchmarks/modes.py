@@ -1,0 +1,60 @@
+"""The conv lowering modes against each other: jaxconv's train step under each, interleaved.
+
+    python benchmarks/modes.py --arch lenet,vgg11 [--modes heuristic,autotune] [--batch-size 128]
+
+For each arch, one compiled train step per mode (``jaxconv.conv_lowering.lowering``), timed
+interleaved as ``speed.py`` times its variants; compile time includes the autotuning of any
+shape the cache does not hold yet. This is the evidence behind the default mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jaxconv.cpu_runtime import configure  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--arch', default='lenet,vgg11,resnet18')
+    ap.add_argument('--modes', default='heuristic,autotune')
+    ap.add_argument('--batch-size', type=int, default=128)
+    ap.add_argument('--repeats', type=int, default=7)
+    args = ap.parse_args(argv)
+    configure()
+    import jax.numpy as jnp
+
+    from benchmarks import jax_side
+    from benchmarks.timing import Variant, time_interleaved
+    from jaxconv import conv_autotune, conv_lowering
+    from jaxconv.registry import min_image_size
+
+    results = {}
+    for arch in args.arch.split(','):
+        size = max(32, min_image_size(arch))
+        x, y = jax_side.random_batch(args.batch_size, size)
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        variants, compile_s = [], {}
+        for mode in args.modes.split(','):
+            t0, tuned = time.perf_counter(), conv_autotune.STATS.seconds
+            with conv_lowering.lowering(mode):
+                step = jax_side.train_step(jax_side.build_model(arch, size), x, y)
+            compile_s[mode] = (time.perf_counter() - t0, conv_autotune.STATS.seconds - tuned)
+            variants.append(Variant(mode, step.run, args.batch_size))
+        time_interleaved(variants, args.repeats)
+        results[arch] = {v.name: v.images_per_s for v in variants}
+        print(f'{arch} ({size}²): ' + ', '.join(
+            f'{v.name} {v.images_per_s:.0f} img/s (compile {compile_s[v.name][0]:.1f} s, '
+            f'autotune {compile_s[v.name][1]:.1f} s, spread {v.spread:.2f})' for v in variants),
+            flush=True)
+    return results
+
+
+if __name__ == '__main__':
+    main()
