@@ -231,9 +231,9 @@ def _shifted_views(x, w_shape, spec: ConvSpec):
 
 
 def _live_weight(w, rows, cols):
-    """The kernel taps at ``rows`` x ``cols`` (contiguous ranges: dead taps are at the edges),
-    as static slices; a gather here was miscompiled by XLA:CPU inside ``lax.map``."""
-    return w[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    """The kernel taps at ``rows`` x ``cols`` (not always contiguous: with a stride wider than
+    the map, taps between two outputs' windows may read only padding)."""
+    return w[np.asarray(rows)][:, np.asarray(cols)]
 
 
 def _dense_weight(w, groups: int):

@@ -29,6 +29,7 @@ GEOMETRIES = [
     (2, 15, 15, 3, 5, 11, 4, 1, 1, 1),    # AlexNet's first layer, scaled down
     (2, 8, 8, 4, 4, 3, 1, 2, 2, 1),       # dilated
     (2, 3, 3, 4, 6, 5, 1, 2, 1, 1),       # kernel larger than the map
+    (2, 1, 1, 3, 4, 3, 2, 2, 1, 1),       # live taps 0 and 2 only: tap 1 reads padding
 ]
 # Each pass uses a different lowering in each plan, so three plans cover every (pass, lowering).
 # A chunk of 1 image runs the chunked (lax.map / lax.scan) path of a pass.
