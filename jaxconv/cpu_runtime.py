@@ -1,25 +1,20 @@
 """Process-level settings that make the CPU training step faster; call ``configure()`` first.
 
-Why: XLA:CPU allocates a step's scratch memory (about 500 MB for VGG-11 at batch 128) on every
-execution, from one of its worker threads. glibc gives such a thread its own malloc arena,
-whose large blocks are always fresh ``mmap``s returned with ``munmap`` on free, so every step
-page-faults (and the kernel zeroes) its whole working set again: measured with
-``getrusage``, 127,000 minor faults and 0.17-0.24 s of system time per VGG-11 step. Three
-``mallopt`` calls make the memory reusable:
+Why: XLA:CPU allocates a step's scratch memory from its worker threads, whose glibc arenas
+serve large blocks as fresh ``mmap``s returned with ``munmap`` on free, so every step would
+page-fault (and the kernel zero) its whole working set again. Three ``mallopt`` calls make the
+memory reusable:
 
 * ``M_ARENA_MAX = 1``: every thread allocates from the main arena, which can grow with ``brk``;
 * ``M_MMAP_MAX = 0``: large blocks come from that heap too, not from ``mmap``;
 * ``M_TRIM_THRESHOLD`` high: freed heap memory is kept for the next step.
 
-Measured after: 0 faults and 0.008 s of system time per VGG-11 step (ResNet-18: 41,000 ->
-10,000 faults). Numbers are unchanged; the cost is that the process keeps its peak heap size
-instead of returning memory to the system between steps. Torch in the same process shares
-the setting. No XLA flag measured on this machine (YNNPACK on/off for dots or convolutions,
-``xla_cpu_prefer_vector_width=512``, ``xla_cpu_use_xnnpack=false``) changed the VGG-11 step
-beyond the noise, so none is set.
+Numbers are unchanged; the cost is that the process keeps its peak heap size. The effect, and
+the XLA flags tried and not set, are measured in ``benchmarks/README.md``.
 
 ``configure()`` is for this process only and should run before JAX starts its threads (their
-arenas are created on first use). ``JAXCONV_KEEP_MALLOC=1`` skips it, to measure without.
+arenas are created on first use): ``train.py`` and the benchmarks call it first.
+``JAXCONV_KEEP_MALLOC=1`` skips it, to measure without.
 """
 
 from __future__ import annotations

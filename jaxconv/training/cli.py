@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxconv import cpu_runtime
 from jaxconv.data import DATASET_NAMES, DataError
 from jaxconv.data.augment import AUGMENTATIONS
 from jaxconv.optim import OPTIMIZERS
@@ -123,6 +124,7 @@ def run(argv: list[str] | None = None) -> FitResult:
 
 def main(argv: list[str] | None = None) -> int:
     """``train.py``'s entry point: returns the process exit code (see the module docstring)."""
+    cpu_runtime.configure()  # before JAX's backend starts
     try:
         result = run(argv)
     except DataError as e:
