@@ -13,7 +13,7 @@ from benchmarks import accuracy
 from jaxconv.registry import list_models
 from jaxconv.training import TrainConfig, fit, measured, recipe_for
 from jaxconv.training.cli import build_parser
-from jaxconv.training.recipes import augment_for, recipe_table
+from jaxconv.training.recipes import Recipe, augment_for, recipe_table
 
 from real_data import DATASETS_DIR  # noqa: E402
 
@@ -29,8 +29,8 @@ def measured_column(table: str) -> dict[str, str]:
 def default_row(arch: str, accuracy: float, **config_changes) -> dict:
     """A results row as a complete default run of ``arch``'s recipe would give it."""
     recipe = recipe_for(arch)
-    config = {**measured.DEFAULT_RUN, **dataclasses.asdict(recipe),
-              'augment': augment_for('fashion_mnist'), 'arch': arch, **config_changes}
+    config = {**measured.DEFAULT_RUN, **dataclasses.asdict(recipe), 'arch': arch,
+              **config_changes}
     return {'arch': arch, 'final_test_accuracy': accuracy, 'epochs': config['epochs'],
             'config': config}
 
@@ -40,8 +40,8 @@ def test_help_measured_column_is_what_the_results_file_holds():
     column = measured_column(recipe_table(list_models()))
     for arch, cell in column.items():
         row = results.get(arch)
-        wanted = {**dataclasses.asdict(recipe_for(arch)), 'augment': 'none',
-                  'dataset': 'fashion_mnist', 'seed': 0, 'limit_train': None}
+        wanted = {**dataclasses.asdict(recipe_for(arch)), 'dataset': 'fashion_mnist', 'seed': 0,
+                  'limit_train': None}
         same_recipe = row is not None and row['epochs'] == wanted['epochs'] and all(
             row['config'][k] == v for k, v in wanted.items())
         expected = f'{row["final_test_accuracy"]:.3f}' if same_recipe else '-'
@@ -105,3 +105,11 @@ def test_collect_reads_a_real_run(tmp_path, tmp_path_factory):
     assert measured_column(recipe_table(['lenet'], results))['lenet'] == '-'
     table = accuracy.render_table(results)
     assert re.search(r'\| lenet \| `python train.py --arch lenet --data-dir DIR` \| 2 \|', table)
+
+
+def test_the_recipe_augmentation_applies_to_fashion_mnist_only():
+    recipe = Recipe(32, 128, 'adam', 1e-3, 2, augment='crop-flip')
+    assert augment_for('fashion_mnist', recipe) == 'crop-flip'
+    assert augment_for('mnist', recipe) == 'none'        # a mirrored digit is another digit
+    assert augment_for('folder', recipe) == 'none'
+    assert augment_for('cifar10', Recipe(32, 128, 'adam', 1e-3, 2)) == 'crop-flip'

@@ -108,11 +108,12 @@ def resolve(config: TrainConfig) -> TrainConfig:
                           '(or .jpg ...) and optionally test/CLASS/...')
     recipe = recipe_for(config.arch)
     filled = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)
-              if f.name in TrainConfig.__dataclass_fields__ and getattr(config, f.name) is None}
+              if f.name in TrainConfig.__dataclass_fields__ and f.name != 'augment'
+              and getattr(config, f.name) is None}
     if config.workdir is None:
         filled['workdir'] = f'runs/{config.arch}-{config.dataset}'
     if config.augment is None:
-        filled['augment'] = augment_for(config.dataset)
+        filled['augment'] = augment_for(config.dataset, recipe)
     config = config.replace(**filled)
 
     if config.optimizer not in OPTIMIZERS:

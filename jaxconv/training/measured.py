@@ -16,8 +16,11 @@ from typing import Any
 
 RESULTS_FILE = Path(__file__).with_name('accuracy_results.json')
 
+#: The dataset the recipes are tuned and measured on.
+RECIPE_DATASET = 'fashion_mnist'
+
 #: The settings of a run that must equal the recipe's for its accuracy to measure the recipe.
-DEFAULT_RUN = {'dataset': 'fashion_mnist', 'seed': 0, 'limit_train': None, 'limit_eval': None,
+DEFAULT_RUN = {'dataset': RECIPE_DATASET, 'seed': 0, 'limit_train': None, 'limit_eval': None,
                'dtype': 'float32', 'init_from': None, 'trainable': 'all'}
 
 
@@ -34,19 +37,19 @@ def recipe_settings(recipe) -> dict[str, Any]:
     return dataclasses.asdict(recipe)
 
 
-def measures_recipe(row: dict[str, Any], recipe, augment: str) -> bool:
-    """True when ``row``'s run was a complete default run of ``recipe`` (with ``augment``)."""
+def measures_recipe(row: dict[str, Any], recipe) -> bool:
+    """True when ``row``'s run was a complete default run of ``recipe``."""
     config = row['config']
-    wanted = {**DEFAULT_RUN, **recipe_settings(recipe), 'augment': augment}
+    wanted = {**DEFAULT_RUN, **recipe_settings(recipe)}
     return (all(config.get(k) == v for k, v in wanted.items())
             and row['epochs'] == recipe.epochs)
 
 
-def measured_accuracy(arch: str, recipe, augment: str,
+def measured_accuracy(arch: str, recipe,
                       results: dict[str, dict[str, Any]] | None = None) -> float | None:
     """Final test accuracy of ``arch``'s default run, if the results file holds one of ``recipe``."""
     results = load_results() if results is None else results
     row = results.get(arch)
-    if row is None or not measures_recipe(row, recipe, augment):
+    if row is None or not measures_recipe(row, recipe):
         return None
     return row['final_test_accuracy']
