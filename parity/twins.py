@@ -111,21 +111,24 @@ class AlexNet(nn.Module):
         return self.net(x)
 
 
-def vgg_block(num_convs, in_channels, out_channels):
+def vgg_block(num_convs, in_channels, out_channels, batch_norm=False):
     layers = []
     for _ in range(num_convs):
-        layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU()]
+        layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers.append(nn.ReLU())
         in_channels = out_channels
     layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
     return nn.Sequential(*layers)
 
 
 class VGG(nn.Module):
-    def __init__(self, cfg, num_classes, in_channels, image_size, dropout=0.5):
+    def __init__(self, cfg, num_classes, in_channels, image_size, dropout=0.5, batch_norm=False):
         super().__init__()
         blocks, c = [], in_channels
         for num_convs, out_channels in cfg:
-            blocks.append(vgg_block(num_convs, c, out_channels))
+            blocks.append(vgg_block(num_convs, c, out_channels, batch_norm))
             c = out_channels
         d = _flat_features(nn.Sequential(*blocks, nn.Flatten()), in_channels, image_size)
         self.net = nn.Sequential(
@@ -140,6 +143,7 @@ def _register_vggs():
     from jaxconv.models.vgg import VGG_CFGS
     for name, cfg in VGG_CFGS.items():
         register_twin(name)(partial(VGG, cfg))
+    register_twin('vgg11_bn')(partial(VGG, VGG_CFGS['vgg11'], batch_norm=True))
 
 
 _register_vggs()

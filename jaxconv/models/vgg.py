@@ -53,6 +53,12 @@ def vgg11(**kw) -> VGG:
 
 
 @register_model
+def vgg11_bn(**kw) -> VGG:
+    """VGG-11 with BatchNorm after every conv (torchvision's vgg11_bn), arXiv:1502.03167."""
+    return VGG(VGG_CFGS['vgg11'], batch_norm=True, **kw)
+
+
+@register_model
 def vgg13(**kw) -> VGG:
     """VGG-13 (configuration B), Simonyan & Zisserman 2014, https://arxiv.org/abs/1409.1556."""
     return VGG(VGG_CFGS['vgg13'], **kw)
