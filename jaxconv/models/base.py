@@ -31,8 +31,8 @@ class Classifier(nnx.Module):
     fixed_size: bool = False
 
     def __init__(self, arch: str, in_channels: int, image_size: int, dtype):
-        self.arch, self.in_channels, self.image_size, self.dtype = (arch, in_channels, image_size,
-                                                                    dtype)
+        self.arch, self.in_channels, self.image_size = arch, in_channels, image_size
+        self.dtype = dtype
 
     def __call__(self, x):
         self.check_input(x)
