@@ -17,7 +17,11 @@ _MODELS: dict[str, Callable[..., nnx.Module]] = {}
 
 
 def register_model(fn: Callable[..., nnx.Module] | None = None, *, name: str | None = None):
-    """Register a builder under its function name (or ``name``); duplicates are an error."""
+    """Register a builder under its function name (or ``name``); duplicates are an error.
+
+    ``create_model`` calls the builder with ``arch=`` the registered name, so a model names
+    itself as the user asked for it.
+    """
 
     def wrap(f):
         key = name or f.__name__
@@ -55,8 +59,8 @@ def create_model(name: str, *, num_classes: int = 10, in_channels: int = 3, imag
                          "jax.config.update('jax_enable_x64', True) first")
     if rngs is None:
         rngs = nnx.Rngs(0)
-    return _MODELS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-                         rngs=rngs, dtype=dtype, **kw)
+    return _MODELS[name](arch=name, num_classes=num_classes, in_channels=in_channels,
+                         image_size=image_size, rngs=rngs, dtype=dtype, **kw)
 
 
 def min_image_size(name: str, *, in_channels: int = 3) -> int:

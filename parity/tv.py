@@ -11,6 +11,7 @@ it when first built (``import_torchvision``), so ``import parity`` stays fast.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from types import ModuleType
 
 import torch
@@ -107,7 +108,7 @@ def torchvision_model(tv_name: str, *, num_classes: int, in_channels: int, image
 
 def _register_twins():
     for name, tv_name in TV_TWINS.items():
-        register_twin(name)(lambda tv_name=tv_name, **kw: torchvision_model(tv_name, **kw))
+        register_twin(name)(partial(torchvision_model, tv_name))
 
 
 _register_twins()

@@ -9,6 +9,7 @@ copied across before any comparison.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -110,21 +111,24 @@ class AlexNet(nn.Module):
         return self.net(x)
 
 
-def vgg_block(num_convs, in_channels, out_channels):
+def vgg_block(num_convs, in_channels, out_channels, batch_norm=False):
     layers = []
     for _ in range(num_convs):
-        layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU()]
+        layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers.append(nn.ReLU())
         in_channels = out_channels
     layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
     return nn.Sequential(*layers)
 
 
 class VGG(nn.Module):
-    def __init__(self, arch, num_classes, in_channels, image_size, dropout=0.5):
+    def __init__(self, cfg, num_classes, in_channels, image_size, dropout=0.5, batch_norm=False):
         super().__init__()
         blocks, c = [], in_channels
-        for num_convs, out_channels in arch:
-            blocks.append(vgg_block(num_convs, c, out_channels))
+        for num_convs, out_channels in cfg:
+            blocks.append(vgg_block(num_convs, c, out_channels, batch_norm))
             c = out_channels
         d = _flat_features(nn.Sequential(*blocks, nn.Flatten()), in_channels, image_size)
         self.net = nn.Sequential(
@@ -136,9 +140,10 @@ class VGG(nn.Module):
 
 
 def _register_vggs():
-    from jaxconv.models.vgg import VGG_ARCHS
-    for name, arch in VGG_ARCHS.items():
-        register_twin(name)(lambda arch=arch, **kw: VGG(arch, **kw))
+    from jaxconv.models.vgg import VGG_CFGS
+    for name, cfg in VGG_CFGS.items():
+        register_twin(name)(partial(VGG, cfg))
+    register_twin('vgg11_bn')(partial(VGG, VGG_CFGS['vgg11'], batch_norm=True))
 
 
 _register_vggs()
@@ -300,11 +305,12 @@ class ResNet(nn.Module):
 
 
 def _register_resnets():
-    from jaxconv.models.resnet import RESNET_ARCHS, ResNeXtBlock as FlaxResNeXtBlock
-    for name, (stages, flax_block, kw) in RESNET_ARCHS.items():
-        block = ResNeXtBlock if flax_block is FlaxResNeXtBlock else Residual
-        register_twin(name)(lambda stages=stages, block=block, kw=kw, **a:
-                            ResNet(stages, block, **{**kw, **a}))
+    # The twins of ``jaxconv.models.resnet``'s builders, with the same stage tables.
+    from jaxconv.models.resnet import RESNET_STAGES
+    register_twin('resnet18')(partial(ResNet, RESNET_STAGES['resnet18'], Residual))
+    register_twin('resnet34')(partial(ResNet, RESNET_STAGES['resnet34'], Residual))
+    register_twin('resnext')(partial(ResNet, RESNET_STAGES['resnet18'], ResNeXtBlock, groups=32,
+                                     bot_mul=1.0))
 
 
 _register_resnets()
@@ -338,16 +344,16 @@ def transition_block(in_channels, num_channels):
 
 class DenseNet(nn.Module):
     def __init__(self, num_classes, in_channels, image_size, num_channels=64, growth_rate=32,
-                 arch=(4, 4, 4, 4)):
+                 block_config=(4, 4, 4, 4)):
         super().__init__()
         blocks = [nn.Sequential(nn.Conv2d(in_channels, num_channels, kernel_size=7, stride=2,
                                           padding=3),
                                 nn.BatchNorm2d(num_channels), nn.ReLU(),
                                 nn.MaxPool2d(kernel_size=3, stride=2, padding=1))]
-        for i, num_convs in enumerate(arch):
+        for i, num_convs in enumerate(block_config):
             blocks.append(DenseBlock(num_convs, num_channels, growth_rate))
             num_channels += num_convs * growth_rate  # the torch code accumulates channels
-            if i != len(arch) - 1:
+            if i != len(block_config) - 1:
                 blocks.append(transition_block(num_channels, num_channels // 2))
                 num_channels //= 2
         last = nn.Sequential(nn.BatchNorm2d(num_channels), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)),

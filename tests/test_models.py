@@ -20,7 +20,7 @@ def test_course_models_registered():
     assert set(COURSE_MODELS) <= set(names)
     assert {'vgg13', 'vgg16', 'vgg19'} <= set(names)  # the VGG cfg table gives them for free
     assert names == sorted(names)
-    assert list_models('vgg*') == ['vgg11', 'vgg13', 'vgg16', 'vgg19']
+    assert list_models('vgg*') == ['vgg11', 'vgg11_bn', 'vgg13', 'vgg16', 'vgg19']
 
 
 def test_duplicate_registration_refused():
@@ -71,6 +71,21 @@ def test_resnext_groups_is_the_number_of_groups():
     assert conv2.groups == 8 and conv2.kernel[...].shape == (3, 3, 32 // 8, 32)
     with pytest.raises(ValueError, match='divisible by groups'):
         create_model('resnext', groups=7)
+
+
+def test_vgg11_bn_is_vgg11_with_batchnorm_after_every_conv():
+    from jaxconv.layers import BatchNorm2d, Conv2d, named_layers
+    plain, bn = create_model('vgg11'), create_model('vgg11_bn')
+    kinds = [type(m) for _, m in named_layers(bn)]
+    convs = [i for i, k in enumerate(kinds) if k is Conv2d]
+    assert len(convs) == 8 and all(kinds[i + 1] is BatchNorm2d for i in convs)
+    assert kinds.count(BatchNorm2d) == 8
+    assert count_params(bn) == count_params(plain) + 2 * (64 + 128 + 2 * 256 + 4 * 512)
+
+
+def test_models_name_themselves_as_registered():
+    for name in ['lenet', 'vgg11_bn', 'resnext', 'tv_vgg11_bn']:
+        assert create_model(name).arch == name
 
 
 def test_googlenet_has_nine_inception_blocks():

@@ -28,8 +28,8 @@ from parity.pair import DTYPES, make_pair, parity_profile
 from parity.precision import exact_numerics
 
 # Static, so the parametrisation needs no model built: checked against the models below.
-BATCHNORM_ARCHS = ['densenet', 'resnet18', 'resnet34', 'resnext']
-DROPOUT_ARCHS = ['alexnet', 'mlp_dropout', 'nin', 'vgg11', 'vgg13', 'vgg16', 'vgg19']
+BATCHNORM_ARCHS = ['densenet', 'resnet18', 'resnet34', 'resnext', 'vgg11_bn']
+DROPOUT_ARCHS = ['alexnet', 'mlp_dropout', 'nin', 'vgg11', 'vgg11_bn', 'vgg13', 'vgg16', 'vgg19']
 
 
 def batch2_pair(arch, dtype):

@@ -1,4 +1,4 @@
-"""What every jaxconv model shares: input checking and the minimum-image-size rule."""
+"""What every jaxconv model shares: input checking, the minimum-image-size rule, the FC head."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv import conv_lowering
+from jaxconv.layers import Dropout, Linear, ReLU
 
 
 class ImageSizeError(ValueError):
@@ -20,21 +21,25 @@ class ImageSizeError(ValueError):
 class Classifier(nnx.Module):
     """Base of the registered models.
 
-    Subclasses set ``arch``, ``in_channels``, ``image_size`` and ``fixed_size`` (True when the
-    head's size depends on the input size, e.g. a Linear after Flatten) and implement
-    ``forward``. Calling the model checks the input's shape first, so a wrong shape is one
-    clear ``ValueError`` rather than an XLA error from deep inside.
+    ``arch`` is the registered name (``create_model`` passes it), so error messages name the
+    model the user asked for. ``fixed_size`` is True when the head's size depends on the input
+    size (e.g. a Linear after Flatten). Calling the model checks the input's shape first, so a
+    wrong shape is one clear ``ValueError`` rather than an XLA error from deep inside. The
+    default ``forward`` runs ``self.net``.
     """
 
-    arch: str = 'model'
     fixed_size: bool = False
+
+    def __init__(self, arch: str, in_channels: int, image_size: int, dtype):
+        self.arch, self.in_channels, self.image_size = arch, in_channels, image_size
+        self.dtype = dtype
 
     def __call__(self, x):
         self.check_input(x)
         return self.forward(x)
 
-    def forward(self, x):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def forward(self, x):
+        return self.net(x)
 
     def check_input(self, x):
         shape = tuple(getattr(x, 'shape', ()))
@@ -42,6 +47,22 @@ class Classifier(nnx.Module):
         expected = f'(N, {s}, {s}, {c})' if self.fixed_size else f'(N, H, W, {c})'
         if len(shape) != 4 or shape[-1] != c or (self.fixed_size and shape[1:3] != (s, s)):
             raise ValueError(f'{self.arch} expects NHWC input of shape {expected}, got {shape}')
+
+    def require_image_size(self, fn: nnx.Module) -> tuple[int, ...]:
+        """``require_image_size`` of ``fn`` at this model's input size, channels and dtype."""
+        return require_image_size(self.arch, fn, self.image_size, self.in_channels, self.dtype)
+
+
+def fc_head(in_features: int, num_classes: int, *, dropout: float, rngs, dtype,
+            width: int = 4096) -> list[nnx.Module]:
+    """AlexNet's classifier, which VGG kept: two ``width``-wide Linear-ReLU-Dropout, a Linear.
+
+    A list of layers, so a model can append it to its features in one ``Sequential`` (the
+    course's flat indices, ``net.9`` ...) or wrap it as torchvision's ``classifier``.
+    """
+    return [Linear(in_features, width, dtype=dtype, rngs=rngs), ReLU(), Dropout(dropout, rngs=rngs),
+            Linear(width, width, dtype=dtype, rngs=rngs), ReLU(), Dropout(dropout, rngs=rngs),
+            Linear(width, num_classes, dtype=dtype, rngs=rngs)]
 
 
 def feature_shape(fn: nnx.Module, image_size: int, in_channels: int, dtype) -> tuple[int, ...] | None:

@@ -11,7 +11,7 @@ from flax import nnx
 
 from jaxconv.layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear,
                             MaxPool2d, ReLU, Sequential)
-from jaxconv.models.base import Classifier, require_image_size
+from jaxconv.models.base import Classifier
 from jaxconv.registry import register_model
 
 
@@ -43,11 +43,11 @@ def transition_block(in_channels, num_channels, *, rngs, dtype) -> Sequential:
 
 
 class DenseNet(Classifier):
-    arch = 'densenet'
+    """``block_config`` is the number of conv blocks per dense block (torchvision's name)."""
 
-    def __init__(self, *, num_classes, in_channels, image_size, rngs, dtype, num_channels=64,
-                 growth_rate=32, arch=(4, 4, 4, 4)):
-        self.in_channels, self.image_size = in_channels, image_size
+    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype,
+                 num_channels=64, growth_rate=32, block_config=(4, 4, 4, 4)):
+        super().__init__(arch, in_channels, image_size, dtype)
         kw = dict(rngs=rngs, dtype=dtype)
         b1 = Sequential(Conv2d(in_channels, num_channels, 7, stride=2, padding=3, dtype=dtype,
                                rngs=rngs),
@@ -55,10 +55,10 @@ class DenseNet(Classifier):
                         MaxPool2d(3, stride=2, padding=1))
         blocks, c = [b1], num_channels
         transition_channels = []
-        for i, num_convs in enumerate(arch):
+        for i, num_convs in enumerate(block_config):
             blocks.append(DenseBlock(num_convs, c, growth_rate, **kw))
             c = blocks[-1].out_channels
-            if i != len(arch) - 1:
+            if i != len(block_config) - 1:
                 c //= 2
                 blocks.append(transition_block(blocks[-1].out_channels, c, **kw))
                 transition_channels.append(c)
@@ -66,12 +66,10 @@ class DenseNet(Classifier):
                           Linear(c, num_classes, dtype=dtype, rngs=rngs))
         self.net = Sequential(*blocks, last)
         self.transition_channels = tuple(transition_channels)  # static metadata: hashable
-        require_image_size(self.arch, self.net, image_size, in_channels, dtype)
-
-    def forward(self, x):
-        return self.net(x)
+        self.require_image_size(self.net)
 
 
 @register_model
-def densenet(**kw) -> nnx.Module:
+def densenet(**kw) -> DenseNet:
+    """DenseNet as the course's torch code builds it, Huang et al. 2016, arXiv:1608.06993."""
     return DenseNet(**kw)

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv.layers import AdaptiveAvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
-from jaxconv.models.base import Classifier, require_image_size
+from jaxconv.models.base import Classifier
 from jaxconv.registry import register_model
-
-import jax
 
 
 class Inception(nnx.Module):
     """Four parallel paths (1×1; 1×1→3×3; 1×1→5×5; 3×3 max-pool→1×1), concatenated on channels."""
 
     def __init__(self, in_channels, c1, c2, c3, c4, *, rngs, dtype):
-        conv = lambda i, o, k, **kw: Conv2d(i, o, k, dtype=dtype, rngs=rngs, **kw)  # noqa: E731
+        conv = partial(Conv2d, dtype=dtype, rngs=rngs)
         self.b1_1 = conv(in_channels, c1, 1)
         self.b2_1 = conv(in_channels, c2[0], 1)
         self.b2_2 = conv(c2[0], c2[1], 3, padding=1)
@@ -46,11 +47,9 @@ GOOGLENET_STAGES = (
 
 
 class GoogLeNet(Classifier):
-    arch = 'googlenet'
-
-    def __init__(self, *, num_classes, in_channels, image_size, rngs, dtype):
-        self.in_channels, self.image_size = in_channels, image_size
-        conv = lambda i, o, k, **kw: Conv2d(i, o, k, dtype=dtype, rngs=rngs, **kw)  # noqa: E731
+    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype):
+        super().__init__(arch, in_channels, image_size, dtype)
+        conv = partial(Conv2d, dtype=dtype, rngs=rngs)
         b1 = Sequential(conv(in_channels, 64, 7, stride=2, padding=3), ReLU(),
                         MaxPool2d(3, stride=2, padding=1))
         b2 = Sequential(conv(64, 64, 1), ReLU(), conv(64, 192, 3, padding=1), ReLU(),
@@ -68,12 +67,10 @@ class GoogLeNet(Classifier):
                     c = layers[-1].out_channels
             stages.append(Sequential(*layers))
         self.net = Sequential(b1, b2, *stages, Linear(c, num_classes, dtype=dtype, rngs=rngs))
-        require_image_size(self.arch, self.net, image_size, in_channels, dtype)
-
-    def forward(self, x):
-        return self.net(x)
+        self.require_image_size(self.net)
 
 
 @register_model
-def googlenet(**kw) -> nnx.Module:
+def googlenet(**kw) -> GoogLeNet:
+    """GoogLeNet (Inception v1), Szegedy et al. 2014, https://arxiv.org/abs/1409.4842."""
     return GoogLeNet(**kw)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from flax import nnx
-
 from jaxconv.layers import Dropout, Flatten, Linear, LogSoftmax, ReLU, Sequential, Tanh
 from jaxconv.models.base import Classifier
 from jaxconv.registry import register_model
@@ -16,30 +14,26 @@ class MLP(Classifier):
     (cross-entropy on it equals the NLL loss the notes train with).
     """
 
-    arch = 'mlp'
     fixed_size = True
 
-    def __init__(self, *, num_classes, in_channels, image_size, rngs, dtype, hidden: int = 512):
-        self.in_channels, self.image_size = in_channels, image_size
+    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype,
+                 hidden: int = 512):
+        super().__init__(arch, in_channels, image_size, dtype)
         d = in_channels * image_size * image_size
         self.net = Sequential(Flatten(), Linear(d, hidden, dtype=dtype, rngs=rngs), Tanh(),
                               Linear(hidden, num_classes, dtype=dtype, rngs=rngs), LogSoftmax(dim=1))
-
-    def forward(self, x):
-        return self.net(x)
 
 
 class DropoutMLP(Classifier):
     """The lecture's ``deep_net_drop``: ``depth`` hidden Linear-ReLU-Dropout layers, then a Linear."""
 
-    arch = 'mlp_dropout'
     fixed_size = True
 
-    def __init__(self, *, num_classes, in_channels, image_size, rngs, dtype, depth: int = 3,
+    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype, depth: int = 3,
                  width: int = 100, dropout: float = 0.5):
         if depth < 1:
             raise ValueError(f'depth must be >= 1, got {depth}')
-        self.in_channels, self.image_size = in_channels, image_size
+        super().__init__(arch, in_channels, image_size, dtype)
         layers, d = [Flatten()], in_channels * image_size * image_size
         for _ in range(depth):
             layers += [Linear(d, width, dtype=dtype, rngs=rngs), ReLU(), Dropout(dropout, rngs=rngs)]
@@ -47,15 +41,14 @@ class DropoutMLP(Classifier):
         layers.append(Linear(d, num_classes, dtype=dtype, rngs=rngs))
         self.net = Sequential(*layers)
 
-    def forward(self, x):
-        return self.net(x)
-
 
 @register_model
-def mlp(**kw) -> nnx.Module:
+def mlp(**kw) -> MLP:
+    """The lecture's cats-vs-dogs MLP (one Tanh hidden layer, log-softmax output)."""
     return MLP(**kw)
 
 
 @register_model
-def mlp_dropout(**kw) -> nnx.Module:
+def mlp_dropout(**kw) -> DropoutMLP:
+    """The lecture's ``deep_net_drop``; dropout from Srivastava et al. 2014, JMLR 15(56)."""
     return DropoutMLP(**kw)

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from flax import nnx
+from functools import partial
 
 from jaxconv.layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, MaxPool2d, ReLU, Sequential
-from jaxconv.models.base import Classifier, require_image_size
+from jaxconv.models.base import Classifier
 from jaxconv.registry import register_model
 
 
 def nin_block(in_channels, out_channels, kernel_size, stride, padding, *, rngs, dtype) -> Sequential:
-    conv = lambda i, k, **kw: Conv2d(i, out_channels, k, dtype=dtype, rngs=rngs, **kw)  # noqa: E731
-    return Sequential(conv(in_channels, kernel_size, stride=stride, padding=padding), ReLU(),
-                      conv(out_channels, 1), ReLU(), conv(out_channels, 1), ReLU())
+    """A conv, then two 1×1 convs acting as a per-pixel MLP, each followed by ReLU."""
+    conv = partial(Conv2d, out_channels=out_channels, dtype=dtype, rngs=rngs)
+    return Sequential(conv(in_channels, kernel_size=kernel_size, stride=stride, padding=padding),
+                      ReLU(), conv(out_channels, kernel_size=1), ReLU(),
+                      conv(out_channels, kernel_size=1), ReLU())
 
 
 class NiN(Classifier):
-    arch = 'nin'
-
-    def __init__(self, *, num_classes, in_channels, image_size, rngs, dtype, dropout: float = 0.5):
-        self.in_channels, self.image_size = in_channels, image_size
+    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype,
+                 dropout: float = 0.5):
+        super().__init__(arch, in_channels, image_size, dtype)
         kw = dict(rngs=rngs, dtype=dtype)
         self.net = Sequential(
             nin_block(in_channels, 96, 11, 4, 0, **kw), MaxPool2d(3, stride=2),
@@ -28,12 +29,10 @@ class NiN(Classifier):
             Dropout(dropout, rngs=rngs),
             nin_block(384, num_classes, 3, 1, 1, **kw),
             AdaptiveAvgPool2d((1, 1)), Flatten())
-        require_image_size(self.arch, self.net, image_size, in_channels, dtype)
-
-    def forward(self, x):
-        return self.net(x)
+        self.require_image_size(self.net)
 
 
 @register_model
-def nin(**kw) -> nnx.Module:
+def nin(**kw) -> NiN:
+    """Network in Network, Lin et al. 2013, https://arxiv.org/abs/1312.4400."""
     return NiN(**kw)

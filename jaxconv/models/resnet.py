@@ -9,7 +9,7 @@ from flax import nnx
 
 from jaxconv.layers import (AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d,
                             ReLU, Sequential)
-from jaxconv.models.base import Classifier, require_image_size
+from jaxconv.models.base import Classifier
 from jaxconv.registry import register_model
 
 
@@ -17,11 +17,10 @@ class Residual(nnx.Module):
     """d2l's Residual: conv3-BN-ReLU-conv3-BN, plus x (through a strided 1×1 conv if asked), ReLU."""
 
     def __init__(self, in_channels, num_channels, use_1x1conv=False, strides=1, *, rngs, dtype):
-        kw = dict(dtype=dtype, rngs=rngs)
-        self.conv1 = Conv2d(in_channels, num_channels, 3, stride=strides, padding=1, **kw)
-        self.conv2 = Conv2d(num_channels, num_channels, 3, padding=1, **kw)
-        self.conv3 = Conv2d(in_channels, num_channels, 1, stride=strides, **kw) \
-            if use_1x1conv else None
+        conv = partial(Conv2d, dtype=dtype, rngs=rngs)
+        self.conv1 = conv(in_channels, num_channels, 3, stride=strides, padding=1)
+        self.conv2 = conv(num_channels, num_channels, 3, padding=1)
+        self.conv3 = conv(in_channels, num_channels, 1, stride=strides) if use_1x1conv else None
         self.bn1 = BatchNorm2d(num_channels, dtype=dtype)
         self.bn2 = BatchNorm2d(num_channels, dtype=dtype)
 
@@ -46,15 +45,15 @@ class ResNeXtBlock(nnx.Module):
         bot = int(round(num_channels * bot_mul))
         if bot % groups:
             raise ValueError(f'bottleneck width {bot} is not divisible by groups={groups}')
-        kw = dict(dtype=dtype, rngs=rngs)
-        self.conv1 = Conv2d(in_channels, bot, 1, **kw)
-        self.conv2 = Conv2d(bot, bot, 3, stride=strides, padding=1, groups=groups, **kw)
-        self.conv3 = Conv2d(bot, num_channels, 1, **kw)
+        conv = partial(Conv2d, dtype=dtype, rngs=rngs)
+        self.conv1 = conv(in_channels, bot, 1)
+        self.conv2 = conv(bot, bot, 3, stride=strides, padding=1, groups=groups)
+        self.conv3 = conv(bot, num_channels, 1)
         self.bn1 = BatchNorm2d(bot, dtype=dtype)
         self.bn2 = BatchNorm2d(bot, dtype=dtype)
         self.bn3 = BatchNorm2d(num_channels, dtype=dtype)
         if use_1x1conv:
-            self.conv4 = Conv2d(in_channels, num_channels, 1, stride=strides, **kw)
+            self.conv4 = conv(in_channels, num_channels, 1, stride=strides)
             self.bn4 = BatchNorm2d(num_channels, dtype=dtype)
         else:
             self.conv4 = self.bn4 = None
@@ -75,37 +74,48 @@ class ResNet(Classifier):
     halves the resolution through a strided 1×1 shortcut, as d2l's ``block(first_block=...)``.
     """
 
-    def __init__(self, stages, block, *, num_classes, in_channels, image_size, rngs, dtype,
-                 name: str = 'resnet', **block_kw):
-        self.arch, self.in_channels, self.image_size = name, in_channels, image_size
-        kw = dict(dtype=dtype, rngs=rngs)
-        b1 = Sequential(Conv2d(in_channels, 64, 7, stride=2, padding=3, **kw),
+    def __init__(self, stages, block, *, arch, num_classes, in_channels, image_size, rngs, dtype,
+                 **block_kw):
+        super().__init__(arch, in_channels, image_size, dtype)
+        block = partial(block, rngs=rngs, dtype=dtype, **block_kw)
+        b1 = Sequential(Conv2d(in_channels, 64, 7, stride=2, padding=3, dtype=dtype, rngs=rngs),
                         BatchNorm2d(64, dtype=dtype), ReLU(), MaxPool2d(3, stride=2, padding=1))
         stage_modules, c = [], 64
         for i, (num_blocks, channels) in enumerate(stages):
             blocks = []
             for j in range(num_blocks):
                 if j == 0 and i > 0:
-                    blocks.append(block(c, channels, use_1x1conv=True, strides=2, **kw, **block_kw))
+                    blocks.append(block(c, channels, use_1x1conv=True, strides=2))
                 else:
-                    blocks.append(block(c, channels, use_1x1conv=(c != channels), **kw, **block_kw))
+                    blocks.append(block(c, channels, use_1x1conv=(c != channels)))
                 c = channels
             stage_modules.append(Sequential(*blocks))
-        last = Sequential(AdaptiveAvgPool2d((1, 1)), Flatten(), Linear(c, num_classes, **kw))
+        last = Sequential(AdaptiveAvgPool2d((1, 1)), Flatten(),
+                          Linear(c, num_classes, dtype=dtype, rngs=rngs))
         self.net = Sequential(b1, *stage_modules, last)
-        require_image_size(self.arch, self.net, image_size, in_channels, dtype)
-
-    def forward(self, x):
-        return self.net(x)
+        self.require_image_size(self.net)
 
 
-RESNET_ARCHS = {
-    'resnet18': (((2, 64), (2, 128), (2, 256), (2, 512)), Residual, {}),
-    'resnet34': (((3, 64), (4, 128), (6, 256), (3, 512)), Residual, {}),
-    # A ResNet-18-shaped network of ResNeXt blocks: 32 groups, bottleneck as wide as the stage.
-    'resnext': (((2, 64), (2, 128), (2, 256), (2, 512)), ResNeXtBlock, {'groups': 32,
-                                                                       'bot_mul': 1.0}),
+# ((num_blocks, channels), ...) per stage.
+RESNET_STAGES = {
+    'resnet18': ((2, 64), (2, 128), (2, 256), (2, 512)),
+    'resnet34': ((3, 64), (4, 128), (6, 256), (3, 512)),
 }
 
-for _name, (_stages, _block, _kw) in RESNET_ARCHS.items():
-    register_model(partial(ResNet, _stages, _block, name=_name, **_kw), name=_name)
+
+@register_model
+def resnet18(**kw) -> ResNet:
+    """ResNet-18 of d2l's Residual blocks, He et al. 2015, https://arxiv.org/abs/1512.03385."""
+    return ResNet(RESNET_STAGES['resnet18'], Residual, **kw)
+
+
+@register_model
+def resnet34(**kw) -> ResNet:
+    """ResNet-34 of d2l's Residual blocks, He et al. 2015, https://arxiv.org/abs/1512.03385."""
+    return ResNet(RESNET_STAGES['resnet34'], Residual, **kw)
+
+
+@register_model
+def resnext(*, groups: int = 32, bot_mul: float = 1.0, **kw) -> ResNet:
+    """ResNet-18's stages of ResNeXt blocks, Xie et al. 2016, https://arxiv.org/abs/1611.05431."""
+    return ResNet(RESNET_STAGES['resnet18'], ResNeXtBlock, groups=groups, bot_mul=bot_mul, **kw)

@@ -32,7 +32,7 @@ from flax import nnx
 
 from jaxconv.layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten,
                             Linear, MaxPool2d, ReLU, Sequential)
-from jaxconv.models.base import Classifier, require_image_size
+from jaxconv.models.base import Classifier, fc_head
 from jaxconv.registry import register_model
 
 
@@ -80,10 +80,9 @@ class AlexNet(Classifier):
     (Dropout, Linear 9216→4096, ReLU, Dropout, Linear, ReLU, Linear).
     """
 
-    arch = 'tv_alexnet'
-
-    def __init__(self, *, num_classes, in_channels, image_size, rngs, dtype, dropout: float = 0.5):
-        self.in_channels, self.image_size = in_channels, image_size
+    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype,
+                 dropout: float = 0.5):
+        super().__init__(arch, in_channels, image_size, dtype)
         conv = partial(Conv2d, dtype=dtype, rngs=rngs)
         self.features = Sequential(
             conv(in_channels, 64, 11, stride=4, padding=2), ReLU(), MaxPool2d(3, stride=2),
@@ -92,7 +91,7 @@ class AlexNet(Classifier):
             conv(384, 256, 3, padding=1), ReLU(),
             conv(256, 256, 3, padding=1), ReLU(), MaxPool2d(3, stride=2))
         # Checked before the 58M-parameter classifier is built, so a too-small size fails fast.
-        require_image_size(self.arch, self.features, image_size, in_channels, dtype)
+        self.require_image_size(self.features)
         self.avgpool = AdaptiveAvgPool2d((6, 6))
         linear = partial(Linear, dtype=dtype, rngs=rngs)
         self.classifier = Sequential(
@@ -132,18 +131,15 @@ class VGG(Classifier):
     Linear 4096→num_classes), with torchvision's indices.
     """
 
-    def __init__(self, cfg, *, num_classes, in_channels, image_size, rngs, dtype,
-                 batch_norm: bool = False, name: str = 'tv_vgg', dropout: float = 0.5):
-        self.arch, self.in_channels, self.image_size = name, in_channels, image_size
+    def __init__(self, cfg, *, arch, num_classes, in_channels, image_size, rngs, dtype,
+                 batch_norm: bool = False, dropout: float = 0.5):
+        super().__init__(arch, in_channels, image_size, dtype)
         self.features = vgg_features(cfg, in_channels, batch_norm, rngs=rngs, dtype=dtype)
         # Checked before the 120M-parameter classifier is built, so a too-small size fails fast.
-        require_image_size(self.arch, self.features, image_size, in_channels, dtype)
+        self.require_image_size(self.features)
         self.avgpool = AdaptiveAvgPool2d((7, 7))
-        linear = partial(Linear, dtype=dtype, rngs=rngs)
-        self.classifier = Sequential(
-            linear(512 * 7 * 7, 4096), ReLU(), Dropout(dropout, rngs=rngs),
-            linear(4096, 4096), ReLU(), Dropout(dropout, rngs=rngs),
-            linear(4096, num_classes))
+        self.classifier = Sequential(*fc_head(512 * 7 * 7, num_classes, dropout=dropout, rngs=rngs,
+                                              dtype=dtype))
 
     def forward(self, x):
         return self.classifier(flatten(self.avgpool(self.features(x))))
@@ -239,15 +235,13 @@ class GoogLeNet(Classifier):
     matches ``googlenet(weights=...)``, which turns it on for the ImageNet checkpoint.
     """
 
-    arch = 'tv_googlenet'
-
-    def __init__(self, *, num_classes, in_channels, image_size, rngs, dtype,
+    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype,
                  aux_logits: bool = True, transform_input: bool = False, dropout: float = 0.2,
                  dropout_aux: float = 0.7):
         if transform_input and in_channels != 3:
             raise ValueError(f'transform_input re-normalises 3 ImageNet channels; got '
                              f'in_channels={in_channels}')
-        self.in_channels, self.image_size = in_channels, image_size
+        super().__init__(arch, in_channels, image_size, dtype)
         self.aux_logits, self.transform_input = aux_logits, transform_input
         # Training-mode flag, flipped by model.train() / model.eval() like Dropout's
         # (torchvision's ``self.training``): the aux heads run only in training mode.
@@ -272,7 +266,7 @@ class GoogLeNet(Classifier):
         self.avgpool = AdaptiveAvgPool2d((1, 1))
         self.dropout = Dropout(dropout, rngs=rngs)
         self.fc = Linear(1024, num_classes, dtype=dtype, rngs=rngs)
-        require_image_size(self.arch, self, image_size, in_channels, dtype)
+        self.require_image_size(self)
 
     def _transform_input(self, x):
         if not self.transform_input:
@@ -364,9 +358,9 @@ class Bottleneck(nnx.Module):
 class ResNet(Classifier):
     """torchvision's ResNet: conv1 7×7/2 → bn1 → relu → maxpool 3×3/2 → layer1..4 → avgpool → fc."""
 
-    def __init__(self, block, layers, *, num_classes, in_channels, image_size, rngs, dtype,
-                 groups: int = 1, width_per_group: int = 64, name: str = 'tv_resnet'):
-        self.arch, self.in_channels, self.image_size = name, in_channels, image_size
+    def __init__(self, block, layers, *, arch, num_classes, in_channels, image_size, rngs, dtype,
+                 groups: int = 1, width_per_group: int = 64):
+        super().__init__(arch, in_channels, image_size, dtype)
         self.conv1 = Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False, dtype=dtype,
                             rngs=rngs)
         self.bn1 = BatchNorm2d(64, dtype=dtype)
@@ -389,7 +383,7 @@ class ResNet(Classifier):
             setattr(self, f'layer{i + 1}', Sequential(*stage))
         self.avgpool = AdaptiveAvgPool2d((1, 1))
         self.fc = Linear(512 * block.expansion, num_classes, dtype=dtype, rngs=rngs)
-        require_image_size(self.arch, self, image_size, in_channels, dtype)
+        self.require_image_size(self)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -450,10 +444,9 @@ class DenseNet(Classifier):
     The final ReLU and pool are functional in torchvision, so ``classifier`` follows ``features``.
     """
 
-    def __init__(self, *, num_classes, in_channels, image_size, rngs, dtype, growth_rate=32,
-                 block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4,
-                 name: str = 'tv_densenet'):
-        self.arch, self.in_channels, self.image_size = name, in_channels, image_size
+    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype, growth_rate=32,
+                 block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4):
+        super().__init__(arch, in_channels, image_size, dtype)
         kw = dict(rngs=rngs, dtype=dtype)
         children = dict(
             conv0=Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False, **kw),
@@ -468,7 +461,7 @@ class DenseNet(Classifier):
                 c //= 2
         children['norm5'] = BatchNorm2d(c, dtype=dtype)
         self.features = NamedSequential(**children)
-        require_image_size(self.arch, self.features, image_size, in_channels, dtype)
+        self.require_image_size(self.features)
         self.classifier = Linear(c, num_classes, dtype=dtype, rngs=rngs)
 
     def forward(self, x):
@@ -477,19 +470,45 @@ class DenseNet(Classifier):
 
 
 # --------------------------------------------------------------------------------------------
-# Registration: name → builder, each as torchvision's own builder configures the class.
+# Registration: each builder configures the class as torchvision's builder of that name does.
 # --------------------------------------------------------------------------------------------
-TV_ARCHS = {
-    'tv_alexnet': AlexNet,
-    'tv_vgg11': partial(VGG, VGG_CFGS['A'], batch_norm=False, name='tv_vgg11'),
-    'tv_vgg11_bn': partial(VGG, VGG_CFGS['A'], batch_norm=True, name='tv_vgg11_bn'),
-    'tv_googlenet': GoogLeNet,
-    'tv_resnet18': partial(ResNet, BasicBlock, (2, 2, 2, 2), name='tv_resnet18'),
-    'tv_resnext50_32x4d': partial(ResNet, Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4,
-                                  name='tv_resnext50_32x4d'),
-    'tv_densenet121': partial(DenseNet, growth_rate=32, block_config=(6, 12, 24, 16),
-                              num_init_features=64, name='tv_densenet121'),
-}
+@register_model
+def tv_alexnet(**kw) -> AlexNet:
+    """torchvision's alexnet, Krizhevsky 2014, https://arxiv.org/abs/1404.5997."""
+    return AlexNet(**kw)
 
-for _name, _builder in TV_ARCHS.items():
-    register_model(_builder, name=_name)
+
+@register_model
+def tv_vgg11(**kw) -> VGG:
+    """torchvision's vgg11, Simonyan & Zisserman 2014, https://arxiv.org/abs/1409.1556."""
+    return VGG(VGG_CFGS['A'], **kw)
+
+
+@register_model
+def tv_vgg11_bn(**kw) -> VGG:
+    """torchvision's vgg11_bn: vgg11 with BatchNorm, https://arxiv.org/abs/1409.1556."""
+    return VGG(VGG_CFGS['A'], batch_norm=True, **kw)
+
+
+@register_model
+def tv_googlenet(**kw) -> GoogLeNet:
+    """torchvision's googlenet, Szegedy et al. 2014, https://arxiv.org/abs/1409.4842."""
+    return GoogLeNet(**kw)
+
+
+@register_model
+def tv_resnet18(**kw) -> ResNet:
+    """torchvision's resnet18, He et al. 2015, https://arxiv.org/abs/1512.03385."""
+    return ResNet(BasicBlock, (2, 2, 2, 2), **kw)
+
+
+@register_model
+def tv_resnext50_32x4d(**kw) -> ResNet:
+    """torchvision's resnext50_32x4d, Xie et al. 2016, https://arxiv.org/abs/1611.05431."""
+    return ResNet(Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4, **kw)
+
+
+@register_model
+def tv_densenet121(**kw) -> DenseNet:
+    """torchvision's densenet121, Huang et al. 2016, https://arxiv.org/abs/1608.06993."""
+    return DenseNet(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, **kw)
