@@ -1,9 +1,9 @@
 """jaxconv's side of the speed benchmark: one compiled train step and one compiled forward.
 
-The step is a pure function of (params, other state, optimizer state, batch) compiled ahead of
-time with its state buffers donated, so a step is one XLA executable call with no host round
-trip and no copy of the weights: the model is split once (``nnx.split``) and merged inside the
-traced function, and nothing NNX-specific runs per step on the host.
+The train step is the training loop's (``jaxconv.training.steps.make_train_step``), compiled
+ahead of time with its state donated, so a step is one XLA executable call with no host round
+trip and no copy of the weights: the model is split once and merged inside the traced
+function, and nothing NNX-specific runs per step on the host.
 """
 
 from __future__ import annotations
@@ -14,18 +14,13 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from jaxconv.models import create_model
 from jaxconv.optim import torch_sgd
+from jaxconv.training import steps
 
 LEARNING_RATE, MOMENTUM = 0.01, 0.9
-
-
-def cross_entropy(logits, labels):
-    """``torch.nn.functional.cross_entropy`` (mean over the batch) for integer labels."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 @dataclass
@@ -57,37 +52,28 @@ def _analyse(compiled) -> tuple[int | None, float | None]:
 
 def build_model(arch: str, image_size: int, num_classes: int = 10, in_channels: int = 3,
                 seed: int = 0):
+    """The model as ``train.py`` builds it (``steps.model_rngs``: a dropout stream of its own)."""
     return create_model(arch, num_classes=num_classes, in_channels=in_channels,
-                        image_size=image_size, rngs=nnx.Rngs(seed))
+                        image_size=image_size, rngs=steps.model_rngs(seed))
 
 
 def train_step(model, x, y, *, lr: float = LEARNING_RATE, momentum: float = MOMENTUM
                ) -> CompiledStep:
-    """Compile one SGD-momentum step (train mode: batch statistics, dropout) of ``model``."""
-    model.train()
+    """Compile the training loop's own step (``steps.make_train_step``) of ``model`` with
+    SGD-momentum, train mode. ``x`` is fed as it is (no uint8 preprocessing), so both
+    frameworks get the same float batch."""
     tx = torch_sgd(lr, momentum)
-    graphdef, params, others = nnx.split(model, nnx.Param, ...)
+    split = steps.split_model(model)
     # The step donates its state; copy it so the model's own arrays stay valid.
-    params, others = jax.tree.map(jnp.copy, (params, others))
-    opt_state = tx.init(params)
-
-    def step(params, others, opt_state, x, y):
-        model = nnx.merge(graphdef, params, others)
-        loss, grads = nnx.value_and_grad(lambda m: cross_entropy(m(x), y))(model)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        # The forward pass updated the batch statistics and dropout counters in ``model``.
-        return (optax.apply_updates(params, updates), nnx.state(model, nnx.Not(nnx.Param)),
-                opt_state, loss)
-
+    state = jax.tree.map(jnp.copy, steps.init_state(split, tx))
     t0 = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(
-        params, others, opt_state, x, y).compile()
+    compiled = steps.make_train_step(split, tx).lower(state, split.rngs, x, y).compile()
     compile_s = time.perf_counter() - t0
-    state = [params, others, opt_state]
+    holder = [state]
 
     def run():
-        state[0], state[1], state[2], loss = compiled(*state, x, y)
-        return loss.block_until_ready()
+        holder[0], metrics = compiled(holder[0], split.rngs, x, y)
+        return metrics['loss'].block_until_ready()
 
     return CompiledStep(run, compile_s, *_analyse(compiled), compiled)
 

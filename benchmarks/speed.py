@@ -4,8 +4,9 @@
     python benchmarks/speed.py --arch all --json out.json          # every course arch
     python benchmarks/speed.py --arch alexnet --image-size alexnet=224
 
-For each arch, in one process: jaxconv's train step (cross-entropy, gradients, SGD-momentum
-update through ``jaxconv.optim.torch_sgd``; train mode) and eval-mode forward, against the
+For each arch, in one process: jaxconv's train step (the training loop's own,
+``jaxconv.training.steps.make_train_step``: cross-entropy, gradients, SGD-momentum update
+through ``jaxconv.optim.torch_sgd``; train mode) and eval-mode forward, against the
 torch twin (``parity.torch_model``, weights copied across) with ``torch.optim.SGD`` in eager
 NCHW, eager channels_last and ``torch.compile`` (skipped with a note where it fails). The
 variants are timed interleaved (one run of each in turn, ``--repeats`` rounds, median reported)
@@ -110,20 +111,79 @@ def first_step_cold(arch: str, image_size: int, batch: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_arch(arch: str, image_size: int, args, device: str, matmul_peak: float) -> dict:
+KINDS = ('train', 'forward')
+
+
+def _jax_variants(kind: str, build, precisions, batch: int) -> list[tuple[str, object, dict]]:
+    """(name, timing variant, compile figures) of the compiled jaxconv step ``build()`` per
+    matmul precision ('default' is named 'jaxconv')."""
+    import jax
+
+    from benchmarks.timing import Variant
+
+    out = []
+    for precision in precisions:
+        name = 'jaxconv' if precision == 'default' else f'jaxconv_{precision}'
+        with jax.default_matmul_precision(None if precision == 'default' else precision):
+            step = build()
+        out.append((name, Variant(name, step.run, batch), {
+            f'{kind}_compile_s': step.compile_s, f'{kind}_xla_temp_bytes': step.temp_bytes,
+            f'{kind}_xla_flops_per_image': step.xla_flops / batch if step.xla_flops else None}))
+    return out
+
+
+def _torch_variant(kind: str, variant: str, arch: str, model, x, y, image_size: int,
+                   device: str, batch: int) -> tuple[str, object | None, dict]:
+    """(name, timing variant or None, figures) of one torch variant; a variant that cannot be
+    built (e.g. no C compiler for torch.compile) gives None and its error."""
+    from benchmarks import jax_side, torch_side
+    from benchmarks.timing import Variant
+
+    name = f'torch_{variant}'
+    try:
+        twin = torch_side.torch_twin(arch, model, image_size, device=device)
+        step = (torch_side.train_step(twin, x, y, variant, lr=jax_side.LEARNING_RATE,
+                                      momentum=jax_side.MOMENTUM, device=device)
+                if kind == 'train' else torch_side.forward_step(twin, x, variant, device=device))
+    except Exception as error:  # noqa: BLE001 - e.g. no C compiler for torch.compile
+        return name, None, {f'{kind}_error':
+                            f'{type(error).__name__}: {error}'.splitlines()[0][:300]}
+    figures = {} if step.compile_s is None else {f'{kind}_compile_s': step.compile_s}
+    return name, Variant(name, step.run, batch), figures
+
+
+def _conv_plans(calls) -> dict[str, int]:
+    """How many convs (each once, forward and backward together) took each lowering plan."""
+    plans: dict[str, int] = {}
+    for call in {c.key: c for c in calls}.values():
+        plans[str(call.plan)] = plans.get(str(call.plan), 0) + 1
+    return plans
+
+
+def _timing_figures(kind: str, v, per_image_flops: float, matmul_peak: float) -> dict:
+    if v.error:
+        return {f'{kind}_error': v.error}
+    gflop_s = per_image_flops * v.images_per_s / 1e9
+    return {f'{kind}_img_s': v.images_per_s, f'{kind}_spread': v.spread,
+            f'{kind}_runs': len(v.times), f'{kind}_steps_per_run': v.steps_per_run,
+            f'{kind}_peak_rss_extra_bytes': v.peak_extra_bytes, f'{kind}_gflop_s': gflop_s,
+            f'{kind}_matmul_fraction': gflop_s / matmul_peak}
+
+
+def measure_arch(arch: str, image_size: int, args, device: str, matmul_peak: float) -> dict:
+    """Time jaxconv's train step (the training loop's) and forward against the torch variants,
+    interleaved per kind; the record holds each variant's figures under 'variants'."""
     import jax
     import jax.numpy as jnp
 
     from benchmarks import jax_side, torch_side
     from benchmarks.flops import layer_shapes
-    from benchmarks.timing import Variant, time_interleaved
-
+    from benchmarks.timing import time_interleaved
     from jaxconv import conv_autotune, conv_lowering
 
     b = args.batch_size
-    layers = layer_shapes(arch, image_size, b)
-    macs = sum(layer.macs for layer in layers) / b
-    fwd_flops, train_flops = 2.0 * macs, 6.0 * macs
+    macs = sum(layer.macs for layer in layer_shapes(arch, image_size, b)) / b
+    flops = {'forward': 2.0 * macs, 'train': 6.0 * macs}
     cold = None if args.no_cold else first_step_cold(arch, image_size, b)
 
     model = jax_side.build_model(arch, image_size)
@@ -131,98 +191,60 @@ def bench_arch(arch: str, image_size: int, args, device: str, matmul_peak: float
     xj, yj = jax.device_put(jnp.asarray(x)), jax.device_put(jnp.asarray(y))
     gpu = device != 'cpu'
     precisions = ('default', 'highest') if gpu else ('default',)
-    torch_variants = [v for v in (*torch_side.VARIANTS, *(torch_side.GPU_VARIANTS if gpu else ()))
-                      if not (args.no_compile and v.startswith('compile'))]
+    torch_names = [v for v in (*torch_side.VARIANTS, *(torch_side.GPU_VARIANTS if gpu else ()))
+                   if not (args.no_compile and v.startswith('compile'))]
+    builds = {'train': lambda: jax_side.train_step(model, xj, yj),
+              'forward': lambda: jax_side.forward_step(model, xj)}
 
     record = {'arch': arch, 'image_size': image_size, 'batch_size': b,
-              'fwd_gflop_per_image': fwd_flops / 1e9, 'train_gflop_per_image': train_flops / 1e9,
-              'variants': {}, 'notes': []}
-
-    def add_jax(kind: str, build) -> list:
-        out = []
-        for precision in precisions:
-            name = 'jaxconv' if precision == 'default' else f'jaxconv_{precision}'
-            with jax.default_matmul_precision(None if precision == 'default' else precision):
-                step = build()
-            out.append(Variant(name, step.run, b))
-            entry = record['variants'].setdefault(name, {})
-            entry[f'{kind}_compile_s'] = step.compile_s
-            entry[f'{kind}_xla_temp_bytes'] = step.temp_bytes
-            entry[f'{kind}_xla_flops_per_image'] = (step.xla_flops / b if step.xla_flops
-                                                    else None)
-        return out
-
-    def add_torch(kind: str) -> list:
-        out = []
-        for v in torch_variants:
-            name = f'torch_{v}'
-            entry = record['variants'].setdefault(name, {})
-            try:
-                twin = torch_side.torch_twin(arch, model, image_size, device=device)
-                step = (torch_side.train_step(twin, x, y, v, lr=jax_side.LEARNING_RATE,
-                                              momentum=jax_side.MOMENTUM, device=device)
-                        if kind == 'train' else torch_side.forward_step(twin, x, v, device=device))
-            except Exception as error:  # noqa: BLE001 - e.g. no C compiler for torch.compile
-                entry[f'{kind}_error'] = f'{type(error).__name__}: {error}'.splitlines()[0][:300]
-                continue
-            if step.compile_s is not None:
-                entry[f'{kind}_compile_s'] = step.compile_s
-            out.append(Variant(name, step.run, b))
-        return out
-
-    kinds = ('train',) if args.no_forward else ('train', 'forward')
-    for kind in kinds:
+              'fwd_gflop_per_image': flops['forward'] / 1e9,
+              'train_gflop_per_image': flops['train'] / 1e9, 'variants': {}, 'notes': []}
+    entries = record['variants']
+    for kind in ('train',) if args.no_forward else KINDS:
+        tuned_before = conv_autotune.STATS.seconds
+        with conv_lowering.recording() as calls:
+            built = _jax_variants(kind, builds[kind], precisions, b)
         if kind == 'train':
-            tuned_before = conv_autotune.STATS.seconds
-            with conv_lowering.recording() as calls:
-                variants = add_jax('train', lambda: jax_side.train_step(model, xj, yj))
-            record['conv_plans'] = {}
-            for call in {c.key: c for c in calls}.values():  # each conv once (fwd and bwd)
-                record['conv_plans'][str(call.plan)] = record['conv_plans'].get(
-                    str(call.plan), 0) + 1
+            record['conv_plans'] = _conv_plans(calls)
             record['autotune_s'] = conv_autotune.STATS.seconds - tuned_before
-            record['first_step_s'] = record['variants']['jaxconv']['train_compile_s']
+        built += [_torch_variant(kind, v, arch, model, x, y, image_size, device, b)
+                  for v in torch_names]
+        for name, _, figures in built:
+            entries.setdefault(name, {}).update(figures)
+        variants = [variant for _, variant, _ in built if variant is not None]
+        if kind == 'train':
+            record['first_step_s'] = entries['jaxconv']['train_compile_s']
             record['first_step_cold_s'] = (cold or {}).get('first_step_s')
             record['first_step_cold_autotune_s'] = (cold or {}).get('autotune_s')
-        else:
-            variants = add_jax('forward', lambda: jax_side.forward_step(model, xj))
-        variants += add_torch(kind)
         time_interleaved(variants, args.repeats, warmup=args.warmup, min_run_s=args.min_run_s)
-        per_image = train_flops if kind == 'train' else fwd_flops
         for v in variants:
-            entry = record['variants'][v.name]
-            if v.error:
-                entry[f'{kind}_error'] = v.error
-                continue
-            entry[f'{kind}_img_s'] = v.images_per_s
-            entry[f'{kind}_spread'] = v.spread
-            entry[f'{kind}_runs'] = len(v.times)
-            entry[f'{kind}_steps_per_run'] = v.steps_per_run
-            entry[f'{kind}_peak_rss_extra_bytes'] = v.peak_extra_bytes
-            entry[f'{kind}_gflop_s'] = per_image * v.images_per_s / 1e9
-            entry[f'{kind}_matmul_fraction'] = per_image * v.images_per_s / 1e9 / matmul_peak
-        del variants
+            entries[v.name].update(_timing_figures(kind, v, flops[kind], matmul_peak))
+        del variants, built
         if gpu:  # jax keeps one process-wide high-water mark: report it as of this kind
             stats = jax.devices()[0].memory_stats() or {}
             if 'peak_bytes_in_use' in stats:
-                record['variants']['jaxconv'][f'{kind}_device_peak_bytes_so_far'] = \
+                entries['jaxconv'][f'{kind}_device_peak_bytes_so_far'] = \
                     stats['peak_bytes_in_use']
+    return record
 
-    for kind, short in (('train', 'train'), ('forward', 'forward')):
-        if kind not in kinds:
-            continue
+
+def report_arch(record: dict, matmul_peak: float) -> dict:
+    """Add the comparisons to a ``measure_arch`` record: jaxconv's rate per kind against the
+    best torch variant's, and the train step's share of the matmul peak."""
+    for kind in KINDS:
+        if f'{kind}_compile_s' not in record['variants']['jaxconv']:
+            continue  # not measured (--no-forward)
         jax_rate = record['variants']['jaxconv'].get(f'{kind}_img_s')
         torch_rates = {n: e[f'{kind}_img_s'] for n, e in record['variants'].items()
                        if n.startswith('torch_') and f'{kind}_img_s' in e}
         best = max(torch_rates, key=torch_rates.get) if torch_rates else None
-        record[f'jax_{short}_img_s'] = jax_rate
-        record[f'torch_best_{short}_img_s'] = torch_rates.get(best)
-        record[f'torch_best_{short}_variant'] = best
-        record[f'ratio_{short}'] = (jax_rate / torch_rates[best]
-                                    if jax_rate and best else None)
+        record[f'jax_{kind}_img_s'] = jax_rate
+        record[f'torch_best_{kind}_img_s'] = torch_rates.get(best)
+        record[f'torch_best_{kind}_variant'] = best
+        record[f'ratio_{kind}'] = jax_rate / torch_rates[best] if jax_rate and best else None
     train_rate = record.get('jax_train_img_s')
-    record['jax_train_matmul_fraction'] = (train_flops * train_rate / 1e9 / matmul_peak
-                                           if train_rate else None)
+    record['jax_train_matmul_fraction'] = (record['train_gflop_per_image'] * train_rate
+                                           / matmul_peak if train_rate else None)
     return record
 
 
@@ -394,7 +416,8 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         try:
             size, why = resolve_image_size(arch, default_size, per_arch)
-            record = bench_arch(arch, size, args, device, peak['jax'])
+            record = report_arch(measure_arch(arch, size, args, device, peak['jax']),
+                                 peak['jax'])
             record['image_size_reason'] = why
             record['wall_s'] = time.perf_counter() - t0
             print(arch_table(record, pipeline['batches_per_s']), flush=True)

@@ -24,6 +24,7 @@ in JAX, 'highest' matmul precision, TF32 off in torch), scoped to the call.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import optax
 import torch
 from flax import nnx
 
+from jaxconv.training import steps as train_steps
 from parity import execute
 from parity.metrics import (FLOAT64_BOUNDS, Figure, Report, float32_bound, max_abs,
                             max_abs_diff, relative_error, set_relative_errors, set_scale_floor)
@@ -213,9 +215,12 @@ class _StepResult:
 
 
 def _flax_step(pair: ModelPair, x, labels, masks) -> _StepResult:
-    graphdef, params, rest = pair.split()
-    loss, _, grads, _ = execute.flax_loss_and_grads(graphdef, params, rest, x, labels, masks)
-    return _StepResult(float(loss), execute.grads_as_torch(graphdef, grads, rest))
+    """The training loop's step on one batch, for its loss and gradients (no update)."""
+    split = pair.split()
+    step = execute.flax_train_step(split)
+    _, metrics = step(train_steps.init_state(split, execute.NO_UPDATE), split.rngs, x, labels,
+                      masks)
+    return _StepResult(float(metrics['loss']), execute.grads_as_torch(split, metrics['grads']))
 
 
 def _torch_step(model, x, labels, masks) -> _StepResult:
@@ -227,7 +232,7 @@ def _torch_step(model, x, labels, masks) -> _StepResult:
 @with_exact_numerics
 def grad_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
               dropout: str = 'off', mode: str = 'train') -> Report:
-    """The loss (``execute.classification_loss``: cross-entropy) and the gradient of every
+    """The loss (``steps.classification_loss``: cross-entropy) and the gradient of every
     parameter, by torch key. Train mode by default: the gradient flows through the batch
     statistics, as in training."""
     pair.set_mode(mode)
@@ -328,6 +333,16 @@ def optimizer_diff(case: OptimizerCase | str, *, dtype: str = 'float64', steps: 
     return report
 
 
+@functools.cache
+def _optax_of(case: OptimizerCase) -> optax.GradientTransformation:
+    """One optax object per case, so each case's train step compiles once per arch and dtype."""
+    return case.optax()
+
+
+def _merged(split, state) -> nnx.Module:
+    return nnx.merge(split.train_graph, state['params'], state['batch_stats'], split.rngs)
+
+
 @dataclass
 class Trajectory:
     """A training-run comparison: the report, and per-step series for plots.
@@ -366,10 +381,10 @@ def trajectory_diff(pair: ModelPair, *, steps: int = 3,
     torch_opts = {s: case.torch(m.parameters()) for s, m in torch_sides.items()}
     param_keys = [k for k, _ in pair.torch.named_parameters()]
 
-    graphdef, params, rest = pair.split()
-    tx = case.optax()
-    opt_state = tx.init(params)
-    update = _optax_updater(tx)
+    split = pair.split()
+    tx = _optax_of(case)
+    step_fn = execute.flax_train_step(split, tx)
+    state = train_steps.init_state(split, tx)
 
     traj = Trajectory(Report(
         f'{pair.arch} {steps}-step {case.optimizer} trajectory (lr {case.lr}, weight decay '
@@ -378,10 +393,8 @@ def trajectory_diff(pair: ModelPair, *, steps: int = 3,
     traj.losses = {'jaxconv': [], **{s: [] for s in torch_sides}}
     for step in range(steps):
         x, labels, masks = _inputs(pair, batch_size, seed + step, dropout)
-        loss, _, grads, rest = execute.flax_loss_and_grads(graphdef, params, rest, x, labels,
-                                                           masks)
-        params, opt_state = update(grads, opt_state, params)
-        traj.losses['jaxconv'].append(float(loss))
+        state, metrics = step_fn(state, split.rngs, x, labels, masks)
+        traj.losses['jaxconv'].append(float(metrics['loss']))
         for side, model in torch_sides.items():
             batch = _as_f64(x) if side == 'judge' else x
             traj.losses[side].append(execute.torch_backward(model, batch, labels, masks)[0])
@@ -396,14 +409,14 @@ def trajectory_diff(pair: ModelPair, *, steps: int = 3,
         if track_params:
             judge_now = execute.torch_state(torch_sides[judge_side])
             reference = {k: judge_now[k] for k in param_keys}
-            flax_now = execute.flax_state_as_torch(nnx.merge(graphdef, params, rest))
+            flax_now = execute.flax_state_as_torch(_merged(split, state))
             torch_now = execute.torch_state(pair.torch)
             traj.param_drift.setdefault('jaxconv', []).append(
                 _worst_set_error({k: flax_now[k] for k in param_keys}, reference))
             traj.param_drift.setdefault('torch', []).append(
                 _worst_set_error({k: torch_now[k] for k in param_keys}, reference))
 
-    nnx.update(pair.flax, nnx.state(nnx.merge(graphdef, params, rest)))
+    nnx.update(pair.flax, nnx.state(_merged(split, state)))
     traj.report.figures += judge_set(execute.flax_state_as_torch(pair.flax),
                                      execute.torch_state(pair.torch),
                                      execute.torch_state(pair.torch_judge),

@@ -29,6 +29,8 @@ from torch.nn import functional as F
 
 from jaxconv import conv_lowering
 from jaxconv import layers as L
+from jaxconv.training import steps
+from jaxconv.training.steps import AUX_LOSS_WEIGHT, output_heads
 from parity.transfer import key_map
 
 Arrays = Mapping[str, np.ndarray]
@@ -177,36 +179,10 @@ def recorded_outputs(outputs) -> list[tuple[str, np.ndarray]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Outputs and the loss: a model returns logits, or (torchvision's GoogLeNet in train mode) a
-# namedtuple of logits and auxiliary heads.
+# The loss and the train step are the training loop's own (``jaxconv.training.steps``).
 # --------------------------------------------------------------------------------------------
-AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's weight on each auxiliary head (paper, torchvision recipe)
-
-
-def output_heads(out) -> dict:
-    """A model's output as {head name: logits}, the main head first and named 'logits'."""
-    if isinstance(out, tuple):
-        names = getattr(out, '_fields', None) or [f'output{i}' for i in range(len(out))]
-        heads = {n: v for n, v in zip(names, out) if v is not None}
-        first = next(iter(heads))
-        return {'logits' if n == first else n: v for n, v in heads.items()}
-    return {'logits': out}
-
-
-def cross_entropy(logits, labels):
-    """torch's ``F.cross_entropy`` (mean over the batch of -log softmax at the label)."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
-def classification_loss(out, labels):
-    """Cross-entropy of the main logits, plus 0.3 × each auxiliary head's (GoogLeNet)."""
-    heads = output_heads(out)
-    return cross_entropy(heads.pop('logits'), labels) + sum(
-        AUX_LOSS_WEIGHT * cross_entropy(v, labels) for v in heads.values())
-
-
 def torch_classification_loss(out, labels: torch.Tensor) -> torch.Tensor:
-    """``classification_loss`` in torch (``F.cross_entropy``)."""
+    """``steps.classification_loss`` in torch (``F.cross_entropy``)."""
     heads = output_heads(out)
     loss = F.cross_entropy(heads.pop('logits'), labels)
     for v in heads.values():
@@ -214,21 +190,30 @@ def torch_classification_loss(out, labels: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-@partial(jax.jit, static_argnums=0)
-def flax_loss_and_grads(graphdef, params, rest, x, labels, masks):
-    """(loss, {head: logits}, grads w.r.t. every Param, new non-Param state) for one batch;
-    the loss is ``classification_loss``."""
-    model = nnx.merge(graphdef, params, rest)
+def _shared_masks(model: nnx.Module, masks: Arrays):
+    """The train step's tap: the shared dropout masks, applied inside the trace."""
+    return _recording_tap(model, masks, None)
 
-    def loss_fn(model):
-        with _recording_tap(model, masks, None):
-            out = model(x)
-        return classification_loss(out, labels), output_heads(out)
 
-    # nnx.value_and_grad: gradients w.r.t. the Params; BatchNorm's statistic updates flow back
-    # into ``model`` (jax.value_and_grad would reject them as mutations across trace levels).
-    (loss, heads), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-    return loss, heads, grads, nnx.state(model, nnx.Not(nnx.Param))
+#: An optimizer that leaves the parameters as they are: gradients alone (``grad_diff``).
+NO_UPDATE = optax.set_to_zero()
+
+_TRAIN_STEPS: dict = {}
+
+
+def flax_train_step(split: steps.SplitModel, tx: optax.GradientTransformation = NO_UPDATE):
+    """The training loop's step (``steps.make_train_step``) as the harness runs it:
+    ``step(state, rngs, x, labels, masks) -> (state, {'loss', 'correct', 'grads'})``.
+
+    ``x`` is the model input as it is (no uint8 preprocessing), ``masks`` the shared dropout
+    masks (``_shared_masks``), nothing donated (the pair keeps its arrays). One step per (graph,
+    optimizer), so one compilation serves every test of an arch, mode and dtype.
+    """
+    key = (split.train_graph, tx)
+    if key not in _TRAIN_STEPS:
+        _TRAIN_STEPS[key] = steps.make_train_step(split, tx, tap=_shared_masks, with_grads=True,
+                                                  donate=False)
+    return _TRAIN_STEPS[key]
 
 
 def dropout_input_shapes(graphdef, state, x_shape, dtype) -> dict[str, tuple[int, ...]]:
@@ -248,9 +233,9 @@ def dropout_input_shapes(graphdef, state, x_shape, dtype) -> dict[str, tuple[int
     return {n: tuple(s.shape) for n, s in out.items()}
 
 
-def grads_as_torch(graphdef, grads, rest) -> dict[str, np.ndarray]:
+def grads_as_torch(split: steps.SplitModel, grads) -> dict[str, np.ndarray]:
     """Flax gradients under torch parameter keys, in torch's layout (through the same key map)."""
-    model = nnx.merge(graphdef, grads, rest)
+    model = nnx.merge(split.train_graph, grads, split.batch_stats, split.rngs)
     return {e.torch_key: np.asarray(e.to_torch(np.asarray(e.variable[...])))
             for e in key_map(model) if isinstance(e.variable, nnx.Param)}
 

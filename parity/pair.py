@@ -19,13 +19,12 @@ from torch import nn
 
 from jaxconv import layers as L
 from jaxconv.models import create_model, min_image_size
+from jaxconv.training import steps
+from jaxconv.training.config import DTYPES
 from parity import execute
 from parity.precision import with_exact_numerics
 from parity.transfer import to_torch
 from parity.twins import torch_model
-
-DTYPES = ('float32', 'float64')
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -119,9 +118,9 @@ class ModelPair:
             if model is not None:
                 execute.set_torch_mode(model, mode)
 
-    def split(self):
-        """(graphdef, params, rest) of the Flax model, for the pure jitted functions."""
-        return nnx.split(self.flax, nnx.Param, ...)
+    def split(self) -> steps.SplitModel:
+        """The Flax model taken apart in its current mode, for the training loop's step."""
+        return steps.split_model(self.flax, keep_mode=True)
 
     def batch(self, batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """A reproducible NHWC batch of standard-normal images and integer labels."""

@@ -11,10 +11,15 @@ The state is ``{'params', 'batch_stats', 'opt_state', 'step'}``. The RNG state o
 resumed run draws the numbers the uninterrupted run drew. Modes are fixed per graph: the train
 step merges the graph split in ``model.train()`` (batch statistics, dropout on), the eval step the
 one split in ``model.eval()`` (running statistics, dropout off).
+
+One loss (:func:`classification_loss`) and one train step (:func:`make_train_step`) serve the
+training loop, ``benchmarks/`` and ``parity/``, as Flax's imagenet example shares its
+``train_step``: their differences are options of the step, not copies of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -50,15 +55,19 @@ class SplitModel:
     rngs: nnx.State
 
 
-def split_model(model: nnx.Module) -> SplitModel:
+def split_model(model: nnx.Module, *, keep_mode: bool = False) -> SplitModel:
     """Split ``model`` into (graph in train mode, graph in eval mode, params, batch stats, RNGs).
 
     The filters must cover every variable: a model with other mutable state would otherwise
     silently lose it in checkpoints, so ``nnx.split`` is left to raise on anything else.
+    ``keep_mode`` takes the model in the mode it is in for both graphs: the parity harness sets
+    its own (dropout off, or eval-mode gradients).
     """
-    model.eval()
+    if not keep_mode:
+        model.eval()
     eval_graph = nnx.graphdef(model)
-    model.train()
+    if not keep_mode:
+        model.train()
     train_graph, params, batch_stats, rngs = nnx.split(model, nnx.Param, nnx.BatchStat,
                                                        nnx.RngState)
     return SplitModel(train_graph, eval_graph, params, batch_stats, rngs)
@@ -74,29 +83,74 @@ def _inputs(x_uint8, spec: DatasetSpec, image_size: int, augment: str = 'none', 
                       augment=augment, key=key)
 
 
-def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, spec: DatasetSpec,
-                    image_size: int, seed: int, replicated, batch, augment: str = 'none'):
-    """``step(state, rngs, x_uint8 (B, H, W, C), y (B,)) -> (state, {'loss', 'correct'})``.
+AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's weight on each auxiliary head (paper, torchvision recipe)
 
-    ``loss`` is the batch-mean cross-entropy (torch's ``CrossEntropyLoss``), ``correct`` the
-    number of right top-1 predictions. ``state`` is donated: its buffers are reused for the
-    result. ``replicated`` and ``batch`` are the shardings of the state and of the batch.
-    ``augment`` (:data:`jaxconv.data.augment.AUGMENTATIONS`) draws from
-    ``fold_in(augment_key(seed), step)``, like the dropout masks a function of (seed, step).
+
+def output_heads(out) -> dict:
+    """A model's output as {head name: logits}, the main head first and named 'logits'.
+
+    A model returns logits, or (torchvision's GoogLeNet in train mode) a namedtuple of logits
+    and auxiliary heads.
+    """
+    if isinstance(out, tuple):
+        names = getattr(out, '_fields', None) or [f'output{i}' for i in range(len(out))]
+        heads = {n: v for n, v in zip(names, out) if v is not None}
+        first = next(iter(heads))
+        return {'logits' if n == first else n: v for n, v in heads.items()}
+    return {'logits': out}
+
+
+def cross_entropy(logits, labels):
+    """Per-example cross-entropy, torch's ``F.cross_entropy(..., reduction='none')``."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def classification_loss(out, labels):
+    """Batch-mean cross-entropy of the main logits (torch's ``CrossEntropyLoss``), plus 0.3 ×
+    each auxiliary head's (GoogLeNet), added in torch's order."""
+    heads = output_heads(out)
+    loss = cross_entropy(heads.pop('logits'), labels).mean()
+    for v in heads.values():
+        loss = loss + AUX_LOSS_WEIGHT * cross_entropy(v, labels).mean()
+    return loss
+
+
+def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *,
+                    spec: DatasetSpec | None = None, image_size: int | None = None, seed: int = 0,
+                    replicated=None, batch=None, augment: str = 'none', tap=None,
+                    with_grads: bool = False, donate: bool = True):
+    """``step(state, rngs, x (B, H, W, C), y (B,)) -> (state, {'loss', 'correct'})``.
+
+    The one train step: the training loop, the speed benchmark and the parity harness all run
+    it, so what is timed and what is compared with torch is what trains. ``loss`` is
+    :func:`classification_loss`, ``correct`` the number of right top-1 predictions.
+
+    ``spec``: ``x`` is uint8 images, converted, resized to ``image_size`` and normalised with
+    the dataset's mean/std inside the step; ``augment``
+    (:data:`jaxconv.data.augment.AUGMENTATIONS`) draws from ``fold_in(augment_key(seed),
+    step)``, like the dropout masks a function of (seed, step). Without ``spec``, ``x`` is the
+    model's input as it is (the benchmark's float batch, the parity harness's float64 one).
+
+    ``state`` is donated (its buffers are reused for the result) unless ``donate=False``.
+    ``replicated`` and ``batch``, when given, are the shardings of the state and of the batch.
+    ``tap(model, extra)``, when given, is a context manager the forward runs in (the parity
+    harness's shared dropout masks) and the step takes ``extra`` as a fifth argument.
+    ``with_grads`` adds ``'grads'``, the gradients w.r.t. ``state['params']``, to the metrics.
     """
     graph = split.train_graph
     root = dropout_key(seed)
     augment_root = augment_key(seed)
 
-    def step(state, rngs, x, y):
+    def step(state, rngs, x, y, *extra):
         model = nnx.merge(graph, state['params'], state['batch_stats'], rngs)
         nnx.reseed(model, dropout=jax.random.fold_in(root, state['step']))
-        inputs = _inputs(x, spec, image_size, augment,
-                         jax.random.fold_in(augment_root, state['step']))
+        inputs = x if spec is None else _inputs(x, spec, image_size, augment,
+                                                jax.random.fold_in(augment_root, state['step']))
 
         def loss_fn(model):
-            logits = model(inputs)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+            with tap(model, *extra) if tap is not None else contextlib.nullcontext():
+                out = model(inputs)
+            return classification_loss(out, y), output_heads(out)['logits']
 
         (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
         updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
@@ -104,10 +158,16 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, spec
                      'batch_stats': nnx.state(model, nnx.BatchStat),
                      'opt_state': opt_state, 'step': state['step'] + 1}
         correct = jnp.sum(jnp.argmax(logits, -1) == y, dtype=jnp.int32)
-        return new_state, {'loss': loss, 'correct': correct}
+        metrics = {'loss': loss, 'correct': correct}
+        if with_grads:
+            metrics['grads'] = grads
+        return new_state, metrics
 
-    return jax.jit(step, donate_argnums=0, in_shardings=(replicated, replicated, batch, batch),
-                   out_shardings=(replicated, replicated))
+    shardings = {}
+    if replicated is not None:
+        inputs_in = (replicated, replicated, batch, batch) + ((replicated,) if tap else ())
+        shardings = dict(in_shardings=inputs_in, out_shardings=(replicated, replicated))
+    return jax.jit(step, donate_argnums=0 if donate else (), **shardings)
 
 
 def make_eval_step(split: SplitModel, *, spec: DatasetSpec, image_size: int, replicated, batch):
@@ -122,7 +182,7 @@ def make_eval_step(split: SplitModel, *, spec: DatasetSpec, image_size: int, rep
     def step(state, rngs, x, y, mask):
         model = nnx.merge(graph, state['params'], state['batch_stats'], rngs)
         logits = model(_inputs(x, spec, image_size))
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        loss = cross_entropy(logits, y)
         predicted = jnp.argmax(logits, -1)
         right = predicted == y
         return {'loss_sum': jnp.sum(jnp.where(mask, loss, 0.0)),
