@@ -172,7 +172,7 @@ def test_readme_main_job_without_any_data_is_one_message(tmp_path, capsys, monke
     Debian package and no network: exit 1 with the message naming every way to supply the
     data, nothing written (the lookups are pinned so the machine cannot change the outcome)."""
     from jaxconv.data import sources
-    monkeypatch.setattr(sources, '_unreachable', lambda name: 'no network (test)')
+    monkeypatch.setattr(sources, 'download_unreachable', lambda name: 'no network (test)')
     monkeypatch.setattr(sources, 'find_os_package_files',
                         lambda name: (None, 'OS package dataset-fashion-mnist: not installed'))
     workdir = tmp_path / 'run'
