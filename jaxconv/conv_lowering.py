@@ -1,14 +1,12 @@
 """How ``Conv2d`` turns into XLA operations: per layer shape, per pass (forward, dx, dW).
 
 Why this exists: XLA:CPU lowers a convolution to Eigen's spatial convolution, which is fast for
-the forward pass and the input gradient on feature maps of 4×4 and larger, but (measured on the
-2-core AVX-512 machine this project runs on; ``benchmarks/conv_layers.py`` re-measures it):
-  * on 2×2 and 1×1 maps the forward and input-gradient convolutions fall off Eigen's fast path
-    and run at well under 1 GFLOP/s, about 100-300× slower than the same arithmetic as a matmul;
-  * the weight gradient (a convolution whose "kernel" is the whole output map) runs 1.5-4×
-    slower than the forward on maps of 8×8 and larger;
-while XLA's own float32 matmul reaches the machine's peak. So a convolution is split into its
-three passes and each pass uses the lowering that is fast for its shape (``plan``):
+the forward pass and the input gradient on feature maps of 4×4 and larger, but falls off its fast
+path on 2×2 and 1×1 maps and is slow for the weight gradient (a convolution whose "kernel" is the
+whole output map), while XLA's own float32 matmul is fast everywhere (the figures:
+``benchmarks/README.md``, "Figures behind the code"; ``benchmarks/conv_layers.py`` re-measures
+them). So a convolution is split into its three passes and each pass uses the lowering that is
+fast for its shape (``plan``):
   * ``'xla'``: ``lax.conv_general_dilated`` (Eigen on CPU, cuDNN on GPU);
   * ``'im2col'``: gather the kh·kw shifted views of the padded input into one patch matrix and
     do a single matmul (K = kh·kw·C_in); its transpose (dx) is a matmul followed by a sum of
@@ -99,7 +97,8 @@ class Plan(NamedTuple):
         return cls(*map(Pass.parse, parts))
 
 
-# Thresholds of ``cpu_plan``, measured on the project machine (2 cores, 2 MB of L2 each).
+# Thresholds of ``cpu_plan``: sized to a 2 MB L2 cache (benchmarks/README.md, "Figures behind
+# the code"); ``autotune`` mode measures instead of trusting them.
 PATCH_BUDGET_BYTES = 8 * 2 ** 20   # an im2col patch-matrix chunk for dW on large maps
 SMALL_VIEW_BYTES = 4 * 2 ** 20     # one tap's view of the input: "small problem" below this
 TAPS_MIN_CHANNELS = 64             # per-tap matmuls need K = C_in at least this wide

@@ -83,7 +83,8 @@ def _uniform(key, shape, bound: float, dtype):
     """U(-bound, bound) drawn with numpy from a seed taken from ``key``.
 
     ``jax.random.uniform`` compiles one XLA program per distinct shape when run eagerly, which
-    made building GoogLeNet take ~40 s on 2 cores; numpy draws the same distribution at once.
+    made building a model with many layer shapes (GoogLeNet) take tens of seconds; numpy draws
+    the same distribution at once.
     Deterministic: the same ``nnx.Rngs`` seed gives the same weights.
     """
     seed = np.asarray(jax.random.key_data(key)).astype(np.uint32).ravel().tolist()

@@ -43,19 +43,9 @@ from jaxconv.data import (
     verify_file,
 )
 
-from real_data import DATASETS_DIR as SHARED  # $JAXCONV_TEST_DATASETS  # noqa: E402
-REPO = Path(__file__).resolve().parents[1]
+from conftest import DATASETS_DIR, MNIST_FILES, REPO, dataset_dir
+
 HERMETIC = dict(download=False, use_os_package=False)
-FMNIST_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-
-
-def _shared(sub: str) -> Path:
-    d = SHARED / sub
-    if not all((d / f).is_file() for f in FMNIST_FILES):
-        pytest.skip(f"real data not found: {d} should hold the official {sub} .gz files "
-                    f"(set $JAXCONV_TEST_DATASETS to the directory holding {sub}/)")
-    return d
 
 
 def _load_both(name, data_dir, root):
@@ -66,13 +56,13 @@ def _load_both(name, data_dir, root):
 @pytest.fixture(scope="module")
 def fmnist(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfds_fmnist")
-    return root, _load_both("fashion_mnist", _shared("fashion-mnist"), root)
+    return root, _load_both("fashion_mnist", dataset_dir("fashion-mnist"), root)
 
 
 @pytest.fixture(scope="module")
 def mnist(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfds_mnist")
-    return root, _load_both("mnist", _shared("mnist"), root)
+    return root, _load_both("mnist", dataset_dir("mnist"), root)
 
 
 # ---------------------------------------------------------------- synthetic CIFAR
@@ -334,7 +324,7 @@ def test_cifar_python_malformed_batch_names_the_member(cifar, tmp_path, blob, ne
 def _copy_with(src: Path, dst: Path, name: str, mutate) -> Path:
     """Copy a real dataset dir (big files as symlinks) with one file mutated."""
     dst.mkdir()
-    for f in FMNIST_FILES:
+    for f in MNIST_FILES:
         if f == name:
             (dst / f).write_bytes(mutate((src / f).read_bytes()))
         else:
@@ -352,7 +342,7 @@ def _flip_one_byte(b: bytes) -> bytes:
 @pytest.mark.parametrize("mutate", [lambda b: b[:-100], _flip_one_byte],
                          ids=["truncated", "one-byte-altered"])
 def test_checksum_error_names_the_file(sub, name, mutate, tmp_path):
-    d = _copy_with(_shared(sub), tmp_path / "data", "train-labels-idx1-ubyte.gz", mutate)
+    d = _copy_with(dataset_dir(sub), tmp_path / "data", "train-labels-idx1-ubyte.gz", mutate)
     with pytest.raises(ChecksumError, match="train-labels-idx1-ubyte.gz") as e:
         load_split(name, "train", data_dir=d, tfds_dir=tmp_path / "tfds", **HERMETIC)
     assert e.value.filename == "train-labels-idx1-ubyte.gz"
@@ -366,7 +356,7 @@ def test_missing_files_list_expected_names(tmp_path):
     with pytest.raises(DatasetNotFoundError) as e:
         load_split("fashion_mnist", "train", data_dir=d, tfds_dir=tmp_path / "t", **HERMETIC)
     msg = str(e.value)
-    for f in FMNIST_FILES:
+    for f in MNIST_FILES:
         assert f in msg
     assert str(d) in msg and "--data-dir" in msg and "apt-get install dataset-fashion-mnist" in msg
 
@@ -382,7 +372,7 @@ def test_empty_and_nonexistent_dirs(tmp_path):
 def test_mislabelled_directory(tmp_path):
     """MNIST's files given for Fashion-MNIST (same names): says which dataset they are."""
     with pytest.raises(DataError, match="'mnist'") as e:
-        load_split("fashion_mnist", "test", data_dir=_shared("mnist"), tfds_dir=tmp_path,
+        load_split("fashion_mnist", "test", data_dir=dataset_dir("mnist"), tfds_dir=tmp_path,
                    **HERMETIC)
     assert not isinstance(e.value, ChecksumError)
     assert "wrong dataset" in str(e.value)
@@ -421,9 +411,10 @@ def test_no_network_fails_fast_with_instructions(tmp_path, monkeypatch):
 def test_parent_data_dir_finds_dataset_subfolder():
     from jaxconv.data import find_official_files
 
-    files = find_official_files("mnist", SHARED if SHARED.is_dir() else _shared("mnist"))
+    files = find_official_files("mnist",
+                                DATASETS_DIR if DATASETS_DIR.is_dir() else dataset_dir("mnist"))
     assert {p.parent.name for p in files.values()} == {"mnist"}
-    assert sorted(p.name for p in files.values()) == sorted(FMNIST_FILES)
+    assert sorted(p.name for p in files.values()) == sorted(MNIST_FILES)
 
 
 # ------------------------------------------------------------------ atomic preparation
@@ -487,7 +478,7 @@ def test_killed_prepare_leaves_nothing_trusted(tmp_path):
 
 def test_regzipped_fashion_mnist_accepted_by_content(tmp_path):
     """Debian's copies differ only in the gzip header: the content sha256 decides."""
-    src = _shared("fashion-mnist") / "t10k-labels-idx1-ubyte.gz"
+    src = dataset_dir("fashion-mnist") / "t10k-labels-idx1-ubyte.gz"
     expected = {f.filename: f for f in official_files("fashion_mnist")}["t10k-labels-idx1-ubyte.gz"]
     raw = gzip.decompress(src.read_bytes())
     regz = tmp_path / "t10k-labels-idx1-ubyte.gz"
@@ -498,7 +489,7 @@ def test_regzipped_fashion_mnist_accepted_by_content(tmp_path):
     with pytest.raises(ChecksumError, match="t10k-labels-idx1-ubyte.gz"):
         verify_file(regz, expected)
     # MNIST has no content checksums: a re-gzipped MNIST file is refused
-    m = _shared("mnist") / "t10k-labels-idx1-ubyte.gz"
+    m = dataset_dir("mnist") / "t10k-labels-idx1-ubyte.gz"
     regz.write_bytes(gzip.compress(gzip.decompress(m.read_bytes()), mtime=0))
     mexp = {f.filename: f for f in official_files("mnist")}["t10k-labels-idx1-ubyte.gz"]
     with pytest.raises(ChecksumError):
@@ -511,7 +502,7 @@ def test_os_package_files_found_and_verified():
     files, where = find_os_package_files("fashion_mnist")
     if files is None:
         pytest.skip(f"{where} (apt-get install dataset-fashion-mnist to run this test)")
-    assert sorted(p.name for p in files.values()) == sorted(FMNIST_FILES)
+    assert sorted(p.name for p in files.values()) == sorted(MNIST_FILES)
     assert find_os_package_files("mnist")[0] is None
 
 

@@ -3,8 +3,8 @@ the library misused. A long run must survive a crash, and every mistake must end
 message (no traceback from deep inside JAX) without overwriting earlier results.
 
 Every train.py case runs as a user runs it: ``python train.py ...`` in a subprocess, from the
-repository root, with ``JAX_PLATFORMS=cpu``. Runs are tiny (LeNet, 256 training images in
-batches of 32, 3 epochs of 8 steps) on the real Fashion-MNIST files from ``shared/datasets``
+repository root, with ``JAX_PLATFORMS=cpu``. Runs are tiny (LeNet, 512 training images in
+batches of 64, 3 epochs of 8 steps) on the real Fashion-MNIST files from ``shared/datasets``
 (next to the repository), prepared once per session into a temporary tfds directory; no test
 touches ``~/tensorflow_datasets`` (the subprocesses also get ``TFDS_DATA_DIR`` pointing at a
 temporary directory) and every data case passes ``--data-dir``, so the Debian
@@ -13,7 +13,7 @@ turn those lookups off, and without ``--data-dir`` a case would depend on the ma
 
 Faults with no hook in the training code are injected from outside the code under test:
 ``SIGKILL`` sent by the test (polling for orbax's temporary checkpoint directory) or a
-``sitecustomize`` module put on the subprocess's ``PYTHONPATH`` (:data:`FAULT_HOOK`) that makes
+``sitecustomize`` module put on the subprocess's ``PYTHONPATH`` (``tests/fault_hook/``) that makes
 the process ``SIGKILL`` itself at an exact step or at the exact moment orbax commits a checkpoint,
 or report a NaN loss at an exact step. train.py itself runs unmodified.
 
@@ -23,6 +23,7 @@ or report a NaN loss at an exact step. train.py itself runs unmodified.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import os
@@ -42,79 +43,20 @@ from jaxconv.data import DATASETS
 from jaxconv.optim import OPTIMIZERS
 from jaxconv.registry import list_models
 
-from real_data import DATASETS_DIR as SHARED_DATASETS  # $JAXCONV_TEST_DATASETS  # noqa: E402
+from conftest import (DATASETS_DIR, FASHION_MNIST, MNIST, MNIST_FILES, REPO, SUMMARY_TIMING_KEYS,
+                      TINY_STEPS_PER_EPOCH, checkpoint_leaves, checkpoint_steps, kill_when,
+                      needs_data, read_jsonl, run_metrics, tiny_run)
 
-REPO = Path(__file__).resolve().parents[1]
-FASHION_MNIST = SHARED_DATASETS / 'fashion-mnist'
-MNIST = SHARED_DATASETS / 'mnist'
-FASHION_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
-                 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
-
-needs_data = pytest.mark.skipif(not FASHION_MNIST.is_dir(),
-                                reason=f'Fashion-MNIST not found at {FASHION_MNIST}')
-
-# Keys of a metrics record / summary that measure time, not the run.
-TIMING_KEYS = {'images_per_sec', 'train_seconds', 'epoch_seconds', 'elapsed_seconds',
-               'wall_seconds'}
+FASHION_FILES = MNIST_FILES
 TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax writes checkpoint N into N.orbax-checkpoint-tmp
-STEPS_PER_EPOCH = 256 // 32
+STEPS_PER_EPOCH = TINY_STEPS_PER_EPOCH
+# Three epochs: a crash in epoch 2 has a complete checkpoint before it and one still to come.
 EPOCHS = 3
 LAST_STEP = EPOCHS * STEPS_PER_EPOCH
+fault_run = functools.partial(tiny_run, epochs=EPOCHS)
 
-FAULT_HOOK = '''\
-"""Fault injection for tests/test_faults.py, imported at start-up (sitecustomize on PYTHONPATH).
-
-JAXCONV_FAULT_KILL_AT_STEP=k    SIGKILL this process just before global train step k runs.
-JAXCONV_FAULT_NAN_AT_STEP=k     report the loss of global train step k as NaN.
-JAXCONV_FAULT_KILL_AT_COMMIT=s  SIGKILL this process when orbax is about to rename the complete
-                                temporary directory of checkpoint s (commit marker included) into
-                                place: the last moment of writing a checkpoint.
-"""
-import os
-import signal
-
-
-def _step(name):
-    value = os.environ.get(name)
-    return None if value is None else int(value)
-
-
-KILL_AT_STEP = _step('JAXCONV_FAULT_KILL_AT_STEP')
-NAN_AT_STEP = _step('JAXCONV_FAULT_NAN_AT_STEP')
-KILL_AT_COMMIT = _step('JAXCONV_FAULT_KILL_AT_COMMIT')
-
-if KILL_AT_STEP is not None or NAN_AT_STEP is not None:
-    from jaxconv.training import steps
-
-    _make_train_step = steps.make_train_step
-
-    def make_train_step(*args, **kwargs):
-        step_fn = _make_train_step(*args, **kwargs)
-
-        def step(state, rngs, x, y):
-            k = int(state['step'])
-            if k == KILL_AT_STEP:
-                os.kill(os.getpid(), signal.SIGKILL)
-            state, metrics = step_fn(state, rngs, x, y)
-            if k == NAN_AT_STEP:
-                metrics = {**metrics, 'loss': metrics['loss'] * float('nan')}
-            return state, metrics
-        return step
-
-    steps.make_train_step = make_train_step
-
-if KILL_AT_COMMIT is not None:
-    from orbax.checkpoint._src.path import async_path
-
-    _rename = async_path.rename
-
-    async def rename(src, dst, *args, **kwargs):
-        if os.path.basename(os.fspath(dst)) == str(KILL_AT_COMMIT):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return await _rename(src, dst, *args, **kwargs)
-
-    async_path.rename = rename
-'''
+# The sitecustomize module that a fault_env subprocess imports at start-up.
+FAULT_HOOK_DIR = REPO / 'tests' / 'fault_hook'
 
 
 # ------------------------------------------------------------------------------------------------
@@ -146,12 +88,6 @@ def train_all(jobs: dict[str, tuple[list, dict]]) -> dict[str, subprocess.Comple
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         futures = {case: pool.submit(train, args, env) for case, (args, env) in jobs.items()}
         return {case: future.result() for case, future in futures.items()}
-
-
-def tiny_run(workdir, tfds_dir, *extra, arch: str = 'lenet', data_dir=FASHION_MNIST) -> list:
-    return ['--arch', arch, '--data-dir', data_dir, '--tfds-dir', tfds_dir, '--workdir', workdir,
-            '--limit-train', 256, '--limit-eval', 128, '--batch-size', 32, '--epochs', EPOCHS,
-            '--no-progress', *extra]
 
 
 def message_lines(stderr: str) -> list[str]:
@@ -191,41 +127,6 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def without_timing(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in TIMING_KEYS}
-
-
-def run_metrics(workdir: Path) -> list[dict]:
-    return [without_timing(r) for r in read_jsonl(workdir / 'metrics.jsonl')]
-
-
-def checkpoint_steps(workdir: Path) -> list[int]:
-    from jaxconv.training.checkpoints import Checkpoints
-    ckpts = Checkpoints(workdir)
-    try:
-        return ckpts.all_steps()
-    finally:
-        ckpts.close()
-
-
-def checkpoint_leaves(workdir: Path, step: int | None = None) -> tuple[int, list[np.ndarray]]:
-    """(step, every array of the train state) of checkpoint ``step`` (default: the latest)."""
-    import jax
-
-    from jaxconv.training.checkpoints import Checkpoints
-    ckpts = Checkpoints(workdir)
-    try:
-        step = ckpts.latest_step() if step is None else step
-        state, _ = ckpts.restore(step)
-    finally:
-        ckpts.close()
-    return step, [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
-
-
 def assert_same_run(workdir: Path, reference: Path) -> None:
     """Same metrics.jsonl (timings aside), same checkpoints, bit-identical final train state."""
     assert run_metrics(workdir) == run_metrics(reference)
@@ -236,7 +137,7 @@ def assert_same_run(workdir: Path, reference: Path) -> None:
         np.testing.assert_array_equal(a, b)
     summary, ref_summary = (json.loads((w / 'summary.json').read_text())
                             for w in (workdir, reference))
-    drop = TIMING_KEYS | {'config'}  # config holds --resume and --workdir
+    drop = SUMMARY_TIMING_KEYS | {'config'}  # config holds --resume and --workdir
     assert {k: v for k, v in summary.items() if k not in drop} == \
         {k: v for k, v in ref_summary.items() if k not in drop}
     assert not list((workdir / 'checkpoints').glob(f'*{TMP_SUFFIX}*')), 'debris left behind'
@@ -248,27 +149,12 @@ def no_prepared_dataset(tfds_dir: Path, name: str = 'fashion_mnist') -> bool:
 
 
 @pytest.fixture(scope='session')
-def prepared_tfds(tmp_path_factory) -> Path:
-    """Fashion-MNIST prepared once per session (about 12 s); the same directory name as
-    tests/test_train.py's, so one session prepares it once for both files."""
-    if not FASHION_MNIST.is_dir():
-        pytest.skip(f'Fashion-MNIST not found at {FASHION_MNIST}')
-    from jaxconv.data import load_split
-    path = tmp_path_factory.getbasetemp() / 'tfds'
-    path.mkdir(exist_ok=True)
-    for split in ('train', 'test'):
-        load_split('fashion_mnist', split, data_dir=FASHION_MNIST, tfds_dir=path,
-                   download=False, use_os_package=False)
-    return path
-
-
-@pytest.fixture(scope='session')
-def fault_env(tmp_path_factory, tfds_home):
-    """``fault_env(JAXCONV_FAULT_...='k')``: the environment that loads :data:`FAULT_HOOK`."""
-    hook_dir = tmp_path_factory.mktemp('fault_hook')
-    (hook_dir / 'sitecustomize.py').write_text(FAULT_HOOK)
+def fault_env(tfds_home):
+    """``fault_env(JAXCONV_FAULT_...='k')``: the environment that loads the fault hook
+    (tests/fault_hook/sitecustomize.py)."""
     # sitecustomize is imported before the script's directory joins sys.path: add the repo too.
-    path = os.pathsep.join(filter(None, [str(hook_dir), str(REPO), os.environ.get('PYTHONPATH')]))
+    path = os.pathsep.join(filter(None, [str(FAULT_HOOK_DIR), str(REPO),
+                                         os.environ.get('PYTHONPATH')]))
 
     def make(**faults: str) -> dict[str, str]:
         return base_env(tfds_home, PYTHONPATH=path, **faults)
@@ -279,7 +165,7 @@ def fault_env(tmp_path_factory, tfds_home):
 def reference(prepared_tfds, tfds_home, tmp_path_factory) -> Path:
     """The uninterrupted run every crash test must reproduce (read only: copy it to modify)."""
     workdir = tmp_path_factory.mktemp('reference') / 'run'
-    proc = train(tiny_run(workdir, prepared_tfds), base_env(tfds_home))
+    proc = train(fault_run(workdir, prepared_tfds), base_env(tfds_home))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert checkpoint_steps(workdir) == [8, 16, 24]
     return workdir
@@ -299,13 +185,13 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(reference, prepared_
     """Killed before step 12 (epoch 2, batch 5 of 8): nothing of epoch 2 survives but the run
     resumes from checkpoint 8 and ends bit-identical to the uninterrupted one."""
     workdir = tmp_path / 'run'
-    killed = train(tiny_run(workdir, prepared_tfds), fault_env(JAXCONV_FAULT_KILL_AT_STEP='12'))
+    killed = train(fault_run(workdir, prepared_tfds), fault_env(JAXCONV_FAULT_KILL_AT_STEP='12'))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert checkpoint_steps(workdir) == [8]
     assert [r['epoch'] for r in read_jsonl(workdir / 'metrics.jsonl')] == [0]
     assert not (workdir / 'summary.json').exists()
 
-    resumed = train(tiny_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
+    resumed = train(fault_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resuming from checkpoint 8 (epoch 2, step 0 of 8)' in resumed.stdout
     assert_same_run(workdir, reference)
@@ -319,26 +205,18 @@ def test_sigkill_while_a_checkpoint_is_being_written(reference, prepared_tfds, t
     the run ends as if never killed (orbax replaces the stale temporary directory)."""
     workdir = tmp_path / 'run'
     checkpoints = workdir / 'checkpoints'
-    proc = subprocess.Popen(train_command(tiny_run(workdir, prepared_tfds)), cwd=REPO,
+    proc = subprocess.Popen(train_command(fault_run(workdir, prepared_tfds)), cwd=REPO,
                             env=base_env(tfds_home), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline:
-            if checkpoints.is_dir() and any(p.name.startswith(f'16{TMP_SUFFIX}')
-                                            for p in checkpoints.iterdir()):
-                proc.kill()
-                break
-            time.sleep(0.0005)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, 'the run ended before checkpoint 16 was written'
+    writing_16 = lambda: checkpoints.is_dir() and any(  # noqa: E731
+        p.name.startswith(f'16{TMP_SUFFIX}') for p in checkpoints.iterdir())
+    status = kill_when(proc, writing_16, poll=0.0005)
+    assert status == -signal.SIGKILL, 'the run ended before checkpoint 16 was written'
     half_written = [p.name for p in checkpoints.iterdir() if TMP_SUFFIX in p.name]
     assert half_written, 'killed too late: checkpoint 16 had already been renamed into place'
     assert checkpoint_steps(workdir) == [8]
 
-    resumed = train(tiny_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
+    resumed = train(fault_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resuming from checkpoint 8 ' in resumed.stdout
     assert_same_run(workdir, reference)
@@ -351,14 +229,14 @@ def test_sigkill_at_the_commit_of_a_checkpoint(reference, prepared_tfds, tfds_ho
     included, only the rename into place is missing. It must still not count as a checkpoint
     (and the metrics line of epoch 2, appended before checkpointing, must go on resume)."""
     workdir = tmp_path / 'run'
-    killed = train(tiny_run(workdir, prepared_tfds), fault_env(JAXCONV_FAULT_KILL_AT_COMMIT='16'))
+    killed = train(fault_run(workdir, prepared_tfds), fault_env(JAXCONV_FAULT_KILL_AT_COMMIT='16'))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     tmp = workdir / 'checkpoints' / f'16{TMP_SUFFIX}'
     assert (tmp / 'commit_success.txt').is_file() and (tmp / 'state').is_dir()
     assert checkpoint_steps(workdir) == [8]
     assert [r['epoch'] for r in read_jsonl(workdir / 'metrics.jsonl')] == [0, 1]
 
-    resumed = train(tiny_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
+    resumed = train(fault_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resuming from checkpoint 8 ' in resumed.stdout
     assert_same_run(workdir, reference)
@@ -372,7 +250,7 @@ def test_killed_after_the_last_checkpoint_resume_writes_the_summary(reference, p
     workdir = copy_run(reference, tmp_path / 'run')
     (workdir / 'summary.json').unlink()
     (workdir / 'curves.png').unlink()
-    resumed = train(tiny_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
+    resumed = train(fault_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f'resuming from checkpoint {LAST_STEP}' in resumed.stdout
     assert (workdir / 'curves.png').read_bytes()[:4] == b'\x89PNG'
@@ -390,7 +268,7 @@ def test_torn_metrics_line_from_a_crash_is_dropped_on_resume(reference, prepared
     (workdir / 'summary.json').unlink()
     lines = (workdir / 'metrics.jsonl').read_text().splitlines(keepends=True)
     (workdir / 'metrics.jsonl').write_text(lines[0] + lines[1][:len(lines[1]) // 2])
-    resumed = train(tiny_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
+    resumed = train(fault_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'Traceback' not in resumed.stderr
     assert_same_run(workdir, reference)
@@ -429,7 +307,7 @@ def test_repeated_sigkill_at_random_moments_then_resume(prepared_tfds, tfds_home
     training, evaluation, the metrics append or a checkpoint write. 32 steps per epoch, 5 epochs."""
     epochs, spe = 5, 1024 // 32
     args = lambda workdir, *extra: tiny_run(  # noqa: E731
-        workdir, prepared_tfds, '--limit-train', 1024, '--epochs', epochs, *extra)
+        workdir, prepared_tfds, *extra, limit_train=1024, batch_size=32, epochs=epochs)
     env = base_env(tfds_home)
     reference = tmp_path / 'reference'
     ends = [t for t, line in timed_stdout_lines(args(reference), env) if line.startswith('epoch ')]
@@ -471,7 +349,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     """Loss NaN at step 11 (epoch 2, batch 4): exit 1 with one sentence naming the step;
     checkpoint 8 and epoch 1's metrics line stay exactly those of the healthy run."""
     workdir = tmp_path / 'run'
-    proc = train(tiny_run(workdir, prepared_tfds), fault_env(JAXCONV_FAULT_NAN_AT_STEP='11'))
+    proc = train(fault_run(workdir, prepared_tfds), fault_env(JAXCONV_FAULT_NAN_AT_STEP='11'))
     assert_clear_error(proc, 1, 'loss is nan at step 11 (epoch 2, batch 4 of 8)',
                        'the last good checkpoint (step 8) and metrics are kept')
     assert checkpoint_steps(workdir) == [8]
@@ -486,7 +364,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
 def test_overflowing_lr_stops_at_the_first_nonfinite_loss(prepared_tfds, tfds_home, tmp_path):
     """SGD at lr 1e38 overflows float32 after one step: stop there, write no checkpoint."""
     workdir = tmp_path / 'run'
-    proc = train(tiny_run(workdir, prepared_tfds, '--optimizer', 'sgd', '--lr', '1e38'),
+    proc = train(fault_run(workdir, prepared_tfds, '--optimizer', 'sgd', '--lr', '1e38'),
                  base_env(tfds_home))
     message = assert_clear_error(proc, 1, 'no checkpoint was written yet', '--lr')
     assert re.search(r'loss is (nan|inf|-inf) at step \d+ \(epoch 1, batch \d+ of 8\)', message)
@@ -498,7 +376,7 @@ def test_overflowing_lr_stops_at_the_first_nonfinite_loss(prepared_tfds, tfds_ho
 @needs_data
 def test_absurd_lr_1e30_stops_the_run(prepared_tfds, tfds_home, tmp_path):
     workdir = tmp_path / 'run'
-    proc = train(tiny_run(workdir, prepared_tfds, '--lr', '1e30'), base_env(tfds_home))
+    proc = train(fault_run(workdir, prepared_tfds, '--lr', '1e30'), base_env(tfds_home))
     message = assert_clear_error(proc, 1, '--lr')
     assert re.search(r'at step \d+', message)
     assert not (workdir / 'summary.json').exists()
@@ -555,12 +433,12 @@ BAD_DATA = {
 @pytest.fixture(scope='module')
 def bad_data_runs(tmp_path_factory, tfds_home):
     if not FASHION_MNIST.is_dir() or not MNIST.is_dir():
-        pytest.skip(f'Fashion-MNIST or MNIST not found in {SHARED_DATASETS}')
+        pytest.skip(f'Fashion-MNIST or MNIST not found in {DATASETS_DIR}')
     jobs, dirs = {}, {}
     for case, (make, extra, _, _) in BAD_DATA.items():
         root = tmp_path_factory.mktemp(case)
         dirs[case] = (root / 'run', root / 'tfds')
-        jobs[case] = (tiny_run(root / 'run', root / 'tfds', *extra, data_dir=make(root)),
+        jobs[case] = (fault_run(root / 'run', root / 'tfds', *extra, data_dir=make(root)),
                       base_env(tfds_home))
     return {case: (proc, *dirs[case]) for case, proc in train_all(jobs).items()}
 
@@ -583,7 +461,7 @@ def test_bad_data_is_one_clear_error_and_prepares_nothing(bad_data_runs, case):
 def test_tfds_dir_that_is_a_file_is_one_clear_error(tmp_path, tfds_home):
     not_a_dir = tmp_path / 'tfds'
     not_a_dir.write_text('a file')
-    proc = train(tiny_run(tmp_path / 'run', not_a_dir), base_env(tfds_home))
+    proc = train(fault_run(tmp_path / 'run', not_a_dir), base_env(tfds_home))
     assert_clear_error(proc, 1, str(not_a_dir), 'not a directory')
     assert not (tmp_path / 'run').exists()
     assert not_a_dir.read_text() == 'a file'
@@ -597,25 +475,17 @@ def test_sigkill_while_preparing_leaves_nothing_a_later_run_trusts(reference, tf
     ``fashion_mnist/incomplete.*``): nothing counts as prepared, and the next run prepares the
     dataset again and trains exactly as the reference run did on the correctly prepared one."""
     tfds_dir, workdir = tmp_path / 'tfds', tmp_path / 'run'
-    proc = subprocess.Popen(train_command(tiny_run(workdir, tfds_dir)), cwd=REPO,
+    proc = subprocess.Popen(train_command(fault_run(workdir, tfds_dir)), cwd=REPO,
                             env=base_env(tfds_home), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            if list((tfds_dir / 'fashion_mnist').glob('incomplete.*')):
-                time.sleep(1.0)
-                break
-            time.sleep(0.005)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, 'the preparation ended before the kill'
+    preparing = lambda: bool(list((tfds_dir / 'fashion_mnist').glob('incomplete.*')))  # noqa: E731
+    status = kill_when(proc, preparing, timeout=120, delay=1.0)
+    assert status == -signal.SIGKILL, 'the preparation ended before the kill'
     assert list((tfds_dir / 'fashion_mnist').glob('incomplete.*'))
     assert no_prepared_dataset(tfds_dir)
     assert not workdir.exists()
 
-    again = train(tiny_run(workdir, tfds_dir), base_env(tfds_home))
+    again = train(fault_run(workdir, tfds_dir), base_env(tfds_home))
     assert again.returncode == 0, again.stderr[-3000:]
     assert run_metrics(workdir) == run_metrics(reference)
 
@@ -666,7 +536,7 @@ def bad_arg_runs(tmp_path_factory, tfds_home):
     for case, (args, env, _) in BAD_ARGS.items():
         root = tmp_path_factory.mktemp(case)
         dirs[case] = (root / 'run', root / 'tfds')
-        base = tiny_run(root / 'run', root / 'tfds')
+        base = fault_run(root / 'run', root / 'tfds')
         argv = base[2:] if args is None else [*base, *args]
         jobs[case] = (argv, base_env(tfds_home, **env))
     return minimum, {case: (proc, *dirs[case]) for case, proc in train_all(jobs).items()}
@@ -716,7 +586,7 @@ def used_workdir_runs(reference, prepared_tfds, tfds_home, tmp_path_factory):
         workdir = copy_run(reference, tmp_path_factory.mktemp(case) / 'run')
         damage(workdir)
         before[case] = (workdir, tree_digest(workdir))
-        jobs[case] = (tiny_run(workdir, prepared_tfds), base_env(tfds_home))
+        jobs[case] = (fault_run(workdir, prepared_tfds), base_env(tfds_home))
     return {case: (proc, *before[case]) for case, proc in train_all(jobs).items()}
 
 
@@ -746,7 +616,7 @@ def conflicting_resume_runs(reference, prepared_tfds, tfds_home, tmp_path_factor
     for case, (args, _) in CONFLICTS.items():
         workdir = copy_run(reference, tmp_path_factory.mktemp(case) / 'run')
         before[case] = (workdir, tree_digest(workdir))
-        jobs[case] = (tiny_run(workdir, prepared_tfds, '--resume', *args), base_env(tfds_home))
+        jobs[case] = (fault_run(workdir, prepared_tfds, '--resume', *args), base_env(tfds_home))
     return {case: (proc, *before[case]) for case, proc in train_all(jobs).items()}
 
 
@@ -765,7 +635,7 @@ def test_resume_with_an_unreadable_config_json_refuses(reference, prepared_tfds,
     text = (workdir / 'config.json').read_text()
     (workdir / 'config.json').write_text(text[:len(text) // 2])
     before = tree_digest(workdir)
-    proc = train(tiny_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
+    proc = train(fault_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
     assert_clear_error(proc, 2, 'config.json', 'unreadable', '--overwrite', max_lines=1)
     assert tree_digest(workdir) == before
 
@@ -776,7 +646,7 @@ def test_resume_a_checkpoint_of_another_arch_without_config_json(reference, prep
     workdir = copy_run(reference, tmp_path / 'run')
     (workdir / 'config.json').unlink()
     before = tree_digest(workdir)
-    proc = train(tiny_run(workdir, prepared_tfds, '--resume', arch='mlp'), base_env(tfds_home))
+    proc = train(fault_run(workdir, prepared_tfds, '--resume', arch='mlp'), base_env(tfds_home))
     assert_clear_error(proc, 2, 'cannot resume', "arch: 'lenet' -> 'mlp'")
     assert tree_digest(workdir) == before
 
@@ -785,7 +655,7 @@ def test_resume_a_checkpoint_of_another_arch_without_config_json(reference, prep
 def test_workdir_below_a_file_is_one_clear_error(prepared_tfds, tfds_home, tmp_path):
     blocker = tmp_path / 'notes.txt'
     blocker.write_text('not a directory')
-    proc = train(tiny_run(blocker / 'run', prepared_tfds), base_env(tfds_home))
+    proc = train(fault_run(blocker / 'run', prepared_tfds), base_env(tfds_home))
     assert_clear_error(proc, 2, str(blocker), 'not a directory', max_lines=1)
     assert blocker.read_text() == 'not a directory'
 

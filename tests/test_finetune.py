@@ -36,7 +36,7 @@ from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.cli import main as train_main
 from jaxconv.weights import sha256
 from parity.tv import import_torchvision
-from test_train import FASHION_MNIST, REPO, needs_data, tfds_dir  # noqa: F401
+from conftest import FASHION_MNIST, REPO, needs_data
 
 SPEC = DATASETS['fashion_mnist']
 

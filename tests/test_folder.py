@@ -27,7 +27,8 @@ from jaxconv.data import folder as folder_module
 from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.cli import main, run
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, dataset_dir
+
 
 #: class -> [(file name, PIL mode, (width, height))]; 'Dog' sorts before 'bird' (Python order).
 TREE = {
@@ -350,10 +351,9 @@ def test_two_devices_train_a_folder_like_one(readme_run, tmp_path):
 def test_lenet_on_three_mnist_classes_as_png_folders(tmp_path):
     """MNIST digits 0, 1 and 2 written out as PNGs (the official train/test split) into an
     ImageFolder tree; one short LeNet run must reach >= 0.95 test accuracy."""
-    from test_data import _shared
 
     from jaxconv.data.builders import read_idx
-    mnist = _shared('mnist')
+    mnist = dataset_dir('mnist')
     root = tmp_path / 'digits'
     names = {0: 'zero', 1: 'one', 2: 'two'}
     for split, prefix, per_class in (('train', 'train', 2000), ('test', 't10k', 300)):

@@ -18,7 +18,7 @@ from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.cli import main as train_main
 from jaxconv.training.lock import LOCK_FILE
 from test_finetune import mlp_args, run_main
-from test_train import REPO, needs_data, tfds_dir  # noqa: F401
+from conftest import REPO, needs_data
 
 
 def largest_file(step_dir: Path) -> Path:

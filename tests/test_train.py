@@ -12,9 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
@@ -27,55 +25,8 @@ from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.cli import build_parser, main
 from jaxconv.training.config import config_differences, run_fields
 
-from real_data import DATASETS_DIR  # $JAXCONV_TEST_DATASETS  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-FASHION_MNIST = DATASETS_DIR / 'fashion-mnist'
-
-needs_data = pytest.mark.skipif(not FASHION_MNIST.is_dir(),
-                                reason=f'Fashion-MNIST not found at {FASHION_MNIST}')
-
-# Keys of a metrics record that measure time, not the run (they differ between two equal runs).
-TIMING_KEYS = ('images_per_sec', 'train_seconds', 'epoch_seconds', 'elapsed_seconds')
-
-
-@pytest.fixture(scope='session')
-def tfds_dir(tmp_path_factory) -> str:
-    """Where the datasets are prepared: $TFDS_DATA_DIR, else one directory for the session
-    (a fixed name, so test modules importing this fixture share the prepared data)."""
-    if os.environ.get('TFDS_DATA_DIR'):
-        return os.environ['TFDS_DATA_DIR']
-    path = tmp_path_factory.getbasetemp() / 'tfds'
-    path.mkdir(exist_ok=True)
-    return str(path)
-
-
-def data_args(tfds_dir: str) -> list[str]:
-    return ['--data-dir', str(FASHION_MNIST), '--tfds-dir', tfds_dir, '--no-progress']
-
-
-def tiny_run(tfds_dir: str, workdir, *extra: str, arch: str = 'lenet') -> list[str]:
-    """Arguments of a run of a few seconds: 512 training images in batches of 64, 2 epochs."""
-    return ['--arch', arch, *data_args(tfds_dir), '--workdir', str(workdir),
-            '--limit-train', '512', '--limit-eval', '256', '--batch-size', '64', '--epochs', '2',
-            *extra]
-
-
-def without_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
-
-
-def read_jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
-
-
-def final_state(workdir):
-    """The train state of the latest checkpoint, as numpy leaves (structure-free)."""
-    ckpts = Checkpoints(workdir)
-    step = ckpts.latest_step()
-    state, _ = ckpts.restore(step)
-    ckpts.close()
-    return step, [np.asarray(x) for x in jax.tree.leaves(state)]
+from conftest import (FASHION_MNIST, REPO, checkpoint_leaves, checkpoint_steps, needs_data,
+                      read_jsonl, run_metrics, tiny_run)
 
 
 def run_train_py(args, *, env=None, **kw) -> subprocess.CompletedProcess:
@@ -172,7 +123,7 @@ def test_readme_main_job_without_any_data_is_one_message(tmp_path, capsys, monke
     Debian package and no network: exit 1 with the message naming every way to supply the
     data, nothing written (the lookups are pinned so the machine cannot change the outcome)."""
     from jaxconv.data import sources
-    monkeypatch.setattr(sources, '_unreachable', lambda name: 'no network (test)')
+    monkeypatch.setattr(sources, 'download_unreachable', lambda name: 'no network (test)')
     monkeypatch.setattr(sources, 'find_os_package_files',
                         lambda name: (None, 'OS package dataset-fashion-mnist: not installed'))
     workdir = tmp_path / 'run'
@@ -195,7 +146,7 @@ def lenet_run(tmp_path_factory, tfds_dir):
     if not FASHION_MNIST.is_dir():
         pytest.skip(f'Fashion-MNIST not found at {FASHION_MNIST}')
     workdir = tmp_path_factory.mktemp('lenet') / 'run'
-    assert main(tiny_run(tfds_dir, workdir)) == 0
+    assert main(tiny_run(workdir, tfds_dir)) == 0
     return workdir
 
 
@@ -217,9 +168,7 @@ def test_run_writes_metrics_summary_curves_and_checkpoints(lenet_run):
     assert summary['best_test_accuracy'] == max(r['test_accuracy'] for r in records)
     assert summary['config']['batch_size'] == 64 and summary['config']['image_size'] == 28
     assert (lenet_run / 'curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    ckpts = Checkpoints(lenet_run)
-    assert ckpts.all_steps() == [8, 16]
-    ckpts.close()
+    assert checkpoint_steps(lenet_run) == [8, 16]
 
 
 def test_tiny_lenet_learns(lenet_run):
@@ -241,7 +190,7 @@ def test_new_run_in_used_workdir_refuses_without_overwrite(lenet_run, capsys):
 def test_resume_with_other_settings_names_the_differences(lenet_run, tfds_dir, capsys):
     before = (lenet_run / 'metrics.jsonl').read_text()
     with pytest.raises(SystemExit) as exit_info:
-        main(tiny_run(tfds_dir, lenet_run, '--resume', '--lr', '0.5', '--image-size', '32'))
+        main(tiny_run(lenet_run, tfds_dir, '--resume', '--lr', '0.5', '--image-size', '32'))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert 'different configuration' in err
@@ -255,7 +204,7 @@ def test_overwrite_deletes_the_old_run(lenet_run, tfds_dir, tmp_path):
     workdir = tmp_path / 'copy'
     shutil.copytree(lenet_run, workdir)
     (workdir / 'notes.txt').write_text('not ours')
-    assert main(tiny_run(tfds_dir, workdir, '--overwrite', '--epochs', '0')) == 0
+    assert main(tiny_run(workdir, tfds_dir, '--overwrite', '--epochs', '0')) == 0
     assert not (workdir / 'metrics.jsonl').exists() or read_jsonl(workdir / 'metrics.jsonl') == []
     assert not (workdir / 'curves.png').exists()
     assert Checkpoints(workdir).all_steps() == []
@@ -269,7 +218,7 @@ def test_resume_of_a_finished_run_changes_nothing(lenet_run, tfds_dir, tmp_path)
     import shutil
     workdir = tmp_path / 'copy'
     shutil.copytree(lenet_run, workdir)
-    assert main(tiny_run(tfds_dir, workdir, '--resume')) == 0
+    assert main(tiny_run(workdir, tfds_dir, '--resume')) == 0
     assert read_jsonl(workdir / 'metrics.jsonl') == read_jsonl(lenet_run / 'metrics.jsonl')
 
 
@@ -307,13 +256,13 @@ def test_a_run_saved_before_augment_existed_resumes_as_none():
 def test_float64_run_keeps_float64_parameters(tfds_dir, tmp_path):
     """--dtype float64 (x64 is process-wide: a fresh interpreter) trains float64 weights."""
     workdir = tmp_path / 'f64'
-    proc = run_train_py([*tiny_run(tfds_dir, workdir, '--dtype', 'float64', '--epochs', '1',
+    proc = run_train_py([*tiny_run(workdir, tfds_dir, '--dtype', 'float64', '--epochs', '1',
                                    '--limit-train', '128', '--limit-eval', '64')], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((workdir / 'config.json').read_text())['config']['dtype'] == 'float64'
     code = ('import sys, jax; jax.config.update("jax_enable_x64", True); sys.path.insert(0, "tests");'
             'from test_train import final_state; import numpy as np;'
-            f'_, leaves = final_state({str(workdir)!r});'
+            f'_, leaves = checkpoint_leaves({str(workdir)!r});'
             'print(sorted({str(x.dtype) for x in leaves if np.issubdtype(x.dtype, np.floating)}))')
     out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'}, timeout=300)
@@ -348,7 +297,7 @@ def test_interrupted_mid_epoch_resumes_exactly(tfds_dir, tmp_path, monkeypatch, 
     130; --resume continues from step 21 with the same batches, dropout masks and (with
     --augment) crops and flips, ending bit-identical to an uninterrupted run.
     """
-    args = lambda workdir: tiny_run(tfds_dir, workdir, '--batch-size', '16',  # noqa: E731
+    args = lambda workdir: tiny_run(workdir, tfds_dir, '--batch-size', '16',  # noqa: E731
                                     '--augment', augment, arch='mlp_dropout')
     assert main(args(tmp_path / 'reference')) == 0
 
@@ -364,10 +313,10 @@ def test_interrupted_mid_epoch_resumes_exactly(tfds_dir, tmp_path, monkeypatch, 
     assert not (workdir / 'metrics.jsonl').read_text()
 
     assert main([*args(workdir), '--resume']) == 0
-    assert without_timing(read_jsonl(workdir / 'metrics.jsonl')) == \
-        without_timing(read_jsonl(tmp_path / 'reference' / 'metrics.jsonl'))
-    (step_a, leaves_a) = final_state(tmp_path / 'reference')
-    (step_b, leaves_b) = final_state(workdir)
+    assert run_metrics(workdir) == \
+        run_metrics(tmp_path / 'reference')
+    (step_a, leaves_a) = checkpoint_leaves(tmp_path / 'reference')
+    (step_b, leaves_b) = checkpoint_leaves(workdir)
     assert step_a == step_b == 64
     for a, b in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -385,7 +334,7 @@ def test_resume_with_autotuning_computes_with_the_runs_recorded_plan(tfds_dir, t
     monkeypatch.setenv(conv_lowering.MODE_ENV, 'autotune')
     monkeypatch.setenv(conv_autotune.CACHE_ENV, str(cache))
     conv_autotune.forget()
-    args = lambda workdir: tiny_run(tfds_dir, workdir, '--batch-size', '16')  # noqa: E731
+    args = lambda workdir: tiny_run(workdir, tfds_dir, '--batch-size', '16')  # noqa: E731
     assert main(args(tmp_path / 'reference')) == 0
     recorded = json.loads((tmp_path / 'reference' / 'conv_plan.json').read_text())
     assert recorded['mode'] == 'autotune' and len(recorded['plans']) == 2  # LeNet's two convs
@@ -405,9 +354,10 @@ def test_resume_with_autotuning_computes_with_the_runs_recorded_plan(tfds_dir, t
 
     assert main([*args(workdir), '--resume']) == 0
     assert json.loads((workdir / 'conv_plan.json').read_text())['plans'] == recorded['plans']
-    assert without_timing(read_jsonl(workdir / 'metrics.jsonl')) == \
-        without_timing(read_jsonl(tmp_path / 'reference' / 'metrics.jsonl'))
-    for a, b in zip(final_state(tmp_path / 'reference')[1], final_state(workdir)[1], strict=True):
+    assert run_metrics(workdir) == \
+        run_metrics(tmp_path / 'reference')
+    for a, b in zip(checkpoint_leaves(tmp_path / 'reference')[1], checkpoint_leaves(workdir)[1],
+                    strict=True):
         np.testing.assert_array_equal(a, b)
 
     assert main(args(tmp_path / 'fresh')) == 0  # the rewritten cache does reach a new run
@@ -421,7 +371,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tfds_dir, tmp_path):
     """A real signal from outside, once the first checkpoint is written: train.py checkpoints
     and exits 143; --resume then finishes the run with the same metrics.jsonl and bit-identical
     final parameters as a run never interrupted."""
-    args = lambda workdir: tiny_run(tfds_dir, workdir, '--epochs', '3')  # noqa: E731
+    args = lambda workdir: tiny_run(workdir, tfds_dir, '--epochs', '3')  # noqa: E731
     reference = tmp_path / 'reference'
     assert main(args(reference)) == 0
 
@@ -445,9 +395,9 @@ def test_sigterm_then_resume_equals_uninterrupted(tfds_dir, tmp_path):
     resumed = run_train_py([*args(interrupted), '--resume'])
     assert resumed.returncode == 0, resumed.stderr
     assert f'resuming from checkpoint {stopped_at}' in resumed.stdout
-    assert without_timing(read_jsonl(interrupted / 'metrics.jsonl')) == \
-        without_timing(read_jsonl(reference / 'metrics.jsonl'))
-    (step_a, leaves_a), (step_b, leaves_b) = final_state(reference), final_state(interrupted)
+    assert run_metrics(interrupted) == \
+        run_metrics(reference)
+    (step_a, leaves_a), (step_b, leaves_b) = map(checkpoint_leaves, (reference, interrupted))
     assert step_a == step_b == 24
     for a, b in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -476,21 +426,19 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_epoch(tfds_dir, tmp_path, 
 
     monkeypatch.setattr(loop_module.train_steps, 'make_train_step', poisoned)
     workdir = tmp_path / 'run'
-    assert main(tiny_run(tfds_dir, workdir)) == 1
+    assert main(tiny_run(workdir, tfds_dir)) == 1
     err = capsys.readouterr().err
     assert 'loss is nan at step 11 (epoch 2, batch 4 of 8)' in err and 'Traceback' not in err
     assert 'the last good checkpoint (step 8) and metrics are kept' in err
     assert [r['epoch'] for r in read_jsonl(workdir / 'metrics.jsonl')] == [0]
-    ckpts = Checkpoints(workdir)
-    assert ckpts.all_steps() == [8]
-    ckpts.close()
+    assert checkpoint_steps(workdir) == [8]
     assert not (workdir / 'summary.json').exists()
 
 
 @needs_data
 def test_a_real_divergence_is_caught(tfds_dir, tmp_path, capsys):
     workdir = tmp_path / 'run'
-    code = main(tiny_run(tfds_dir, workdir, '--optimizer', 'sgd', '--lr', '1e38', arch='mlp'))
+    code = main(tiny_run(workdir, tfds_dir, '--optimizer', 'sgd', '--lr', '1e38', arch='mlp'))
     err = capsys.readouterr().err
     assert code == 1, err
     assert 'the training loss is inf at step 1 (epoch 1' in err
@@ -519,6 +467,4 @@ def test_vgg11_command_runs_end_to_end(tfds_dir, tmp_path):
     assert summary['arch'] == 'vgg11' and summary['config']['image_size'] == 32
     assert summary['final_test_accuracy'] == records[0]['test_accuracy']
     assert (workdir / 'curves.png').read_bytes()[:4] == b'\x89PNG'
-    ckpts = Checkpoints(workdir)
-    assert ckpts.all_steps() == [steps]
-    ckpts.close()
+    assert checkpoint_steps(workdir) == [steps]

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_train import (FASHION_MNIST, REPO, needs_data, read_jsonl, tfds_dir,  # noqa: F401
-                        tiny_run, without_timing)
+from conftest import FASHION_MNIST, REPO, needs_data, read_jsonl, tiny_run, without_timing
 
 # Run train.py's argument list in a fresh interpreter; save the losses of every step.
 DRIVER = '''
@@ -61,7 +60,7 @@ def one_device(tfds_dir, tmp_path_factory):  # noqa: F811
     if not FASHION_MNIST.is_dir():
         pytest.skip(f'Fashion-MNIST not found at {FASHION_MNIST}')
     tmp = tmp_path_factory.mktemp('one_device')
-    result = finish(driver(tmp / 'out.json', tiny_run(tfds_dir, tmp / 'run', arch=ARCH)),
+    result = finish(driver(tmp / 'out.json', tiny_run(tmp / 'run', tfds_dir, arch=ARCH)),
                     tmp / 'out.json')
     assert (result['devices'], result['processes']) == (1, 1)
     return result, read_jsonl(tmp / 'run' / 'metrics.jsonl')
@@ -76,7 +75,7 @@ def assert_same_metrics(records, reference, rtol=RTOL):
 def test_eight_devices_give_the_one_device_loss_curve(one_device, tfds_dir, tmp_path):  # noqa: F811
     """Batch of 64 = 8 devices x 8: gradient all-reduce and sharded dropout masks."""
     reference, reference_metrics = one_device
-    result = finish(driver(tmp_path / 'out.json', tiny_run(tfds_dir, tmp_path / 'run', arch=ARCH),
+    result = finish(driver(tmp_path / 'out.json', tiny_run(tmp_path / 'run', tfds_dir, arch=ARCH),
                            devices=8), tmp_path / 'out.json')
     assert result['devices'] == 8
     assert_same_curve(result['losses'], reference['losses'])
@@ -99,7 +98,7 @@ def test_eight_devices_batchnorm_statistics(tfds_dir, tmp_path):  # noqa: F811
     runs = {}
     for n in (1, 8):
         out = tmp_path / f'{n}.json'
-        argv = [*tiny_run(tfds_dir, tmp_path / str(n), arch='resnet18'), *args, '--devices', str(n)]
+        argv = [*tiny_run(tmp_path / str(n), tfds_dir, arch='resnet18'), *args, '--devices', str(n)]
         runs[n] = finish(driver(out, argv, devices=8), out)
         assert runs[n]['devices'] == n
     assert_same_curve(runs[8]['losses'], runs[1]['losses'], rtol=1e-10)
@@ -128,7 +127,7 @@ def test_two_processes_give_the_one_process_losses(one_device, tfds_dir, tmp_pat
     half of every batch, train like one process over the whole batch."""
     reference, reference_metrics = one_device
     multi = tmp_path / 'multi'
-    argv = tiny_run(tfds_dir, multi, arch=ARCH)
+    argv = tiny_run(multi, tfds_dir, arch=ARCH)
     address = f'127.0.0.1:{_free_port()}'
     procs = [driver(tmp_path / f'p{i}.json', [*argv, '--coordinator-address', address,
                                               '--num-processes', '2', '--process-id', str(i)])

@@ -23,15 +23,10 @@ from .pipeline import (
     preprocess,
     steps_per_epoch,
 )
-from .sources import (
-    find_official_files,
-    find_os_package_files,
-    load_split,
-    official_files,
-    prepare,
-    tfds_data_dir,
-    verify_file,
-)
+from .locate import find_official_files, find_os_package_files
+from .prepare import prepare, tfds_data_dir
+from .sources import load_split
+from .verify import official_files, verify_file
 
 __all__ = [
     "ChecksumError", "DataError", "DatasetNotFoundError",

@@ -15,7 +15,7 @@ module leaves ``tfds.builder('mnist')`` untouched.
 
 Where the files come from: ``local_files`` (a mapping key -> path, see
 :meth:`official_files`) when the caller has already verified them
-(:mod:`jaxconv.data.sources` checks them against tfds's registered sha256 and
+(:mod:`jaxconv.data.verify` checks them against tfds's registered sha256 and
 size); otherwise the tfds download manager downloads the registered URLs and
 verifies them itself. The download manager's ``extract`` is never used (it
 needs TensorFlow for gzip).

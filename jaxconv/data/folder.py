@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import DataError
 from .info import DatasetSpec
-from .npz_cache import write_npz_atomic
+from .cache import write_npz_atomic
 
 #: File extensions read as images (torchvision's IMG_EXTENSIONS, less the rare ones).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
