@@ -32,9 +32,15 @@ from jaxconv.training.metrics import read_metrics, write_json_atomic  # noqa: E4
 #: The course's printed Fashion-MNIST test accuracy (d2l, PyTorch edition, chapters 7-8) and
 #: the target, 3 points above it (issue 12); ResNeXt and the dropout MLP have no course figure.
 TARGETS = {
-    'lenet': (0.73, 0.76), 'alexnet': (0.83, 0.86), 'vgg11': (0.90, 0.93),
-    'nin': (0.87, 0.90), 'googlenet': (0.80, 0.83), 'resnet18': (0.90, 0.93),
-    'densenet': (0.89, 0.92), 'resnext': (None, 0.90), 'mlp_dropout': (None, 0.88),
+    'lenet': (0.73, 0.76),
+    'alexnet': (0.83, 0.86),
+    'vgg11': (0.90, 0.93),
+    'nin': (0.87, 0.90),
+    'googlenet': (0.80, 0.83),
+    'resnet18': (0.90, 0.93),
+    'densenet': (0.89, 0.92),
+    'resnext': (None, 0.90),
+    'mlp_dropout': (None, 0.88),
 }
 #: The time-to-accuracy row's bar (Fashion-MNIST's own table: ResNet-18 0.949, VGG-16 0.935).
 SPEEDRUN_ACCURACY = 0.93
@@ -56,24 +62,45 @@ def run(archs: list[str], data_dir: str, root: Path, extra: list[str]) -> int:
     for arch in archs:
         workdir = root / arch
         resume = (workdir / 'checkpoints').is_dir() and any((workdir / 'checkpoints').iterdir())
-        cmd = [sys.executable, str(REPO / 'train.py'), '--arch', arch, '--data-dir', data_dir,
-               '--workdir', str(workdir), *extra, *(['--resume'] if resume else [])]
+        cmd = [
+            sys.executable,
+            str(REPO / 'train.py'),
+            '--arch',
+            arch,
+            '--data-dir',
+            data_dir,
+            '--workdir',
+            str(workdir),
+            *extra,
+            *(['--resume'] if resume else []),
+        ]
         workdir.mkdir(parents=True, exist_ok=True)
         with open(workdir / 'hosts.jsonl', 'a') as f:
-            f.write(json.dumps({'cpu_model': cpu_model(), 'cpu_isa': cpu_isa(),
-                                'started': _now(), 'resume': resume,
-                                'command': train_command(arch, extra)}) + '\n')
+            f.write(
+                json.dumps(
+                    {
+                        'cpu_model': cpu_model(),
+                        'cpu_isa': cpu_isa(),
+                        'started': _now(),
+                        'resume': resume,
+                        'command': train_command(arch, extra),
+                    }
+                )
+                + '\n'
+            )
         print(f'accuracy.py: {" ".join(cmd)}', flush=True)
         rc = subprocess.call(cmd, cwd=REPO)
         if rc != 0:
-            print(f'accuracy.py: {arch} stopped with exit code {rc}; run again to resume',
-                  file=sys.stderr)
+            print(
+                f'accuracy.py: {arch} stopped with exit code {rc}; run again to resume',
+                file=sys.stderr,
+            )
             return rc
     return 0
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')
 
 
 def collect_row(workdir: Path) -> dict | None:
@@ -83,8 +110,15 @@ def collect_row(workdir: Path) -> dict | None:
         return None
     summary = json.loads(summary_path.read_text())
     records = read_metrics(workdir)
-    hosts = [json.loads(line) for line in (workdir / 'hosts.jsonl').read_text().splitlines()
-             if line.strip()] if (workdir / 'hosts.jsonl').exists() else []
+    hosts = (
+        [
+            json.loads(line)
+            for line in (workdir / 'hosts.jsonl').read_text().splitlines()
+            if line.strip()
+        ]
+        if (workdir / 'hosts.jsonl').exists()
+        else []
+    )
     return {
         'arch': summary['arch'],
         'command': ' '.join(hosts[0]['command']) if hosts else None,
@@ -110,34 +144,49 @@ def collect(root: Path, results_file: Path = RESULTS_FILE) -> dict:
         row = collect_row(workdir)
         if row is not None:
             results[row['arch']] = row
-            print(f'accuracy.py: {row["arch"]}: {row["final_test_accuracy"]:.4f} after '
-                  f'{row["epochs"]} epochs, {row["wall_seconds"] / 60:.1f} min')
+            print(
+                f'accuracy.py: {row["arch"]}: {row["final_test_accuracy"]:.4f} after '
+                f'{row["epochs"]} epochs, {row["wall_seconds"] / 60:.1f} min'
+            )
     write_json_atomic(results_file, {'runs': dict(sorted(results.items()))})
     return results
 
 
 def render_table(results: dict) -> str:
     """The README's accuracy table and time-to-accuracy line, from the results alone."""
-    lines = ['| arch | command | epochs | test accuracy | course → target | wall | train img/s '
-             '| CPU |', '|---|---|---|---|---|---|---|---|']
-    for arch, row in sorted(results.items(), key=lambda kv: list(TARGETS).index(kv[0])
-                            if kv[0] in TARGETS else len(TARGETS)):
+    lines = [
+        '| arch | command | epochs | test accuracy | course → target | wall | train img/s | CPU |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for arch, row in sorted(
+        results.items(),
+        key=lambda kv: list(TARGETS).index(kv[0]) if kv[0] in TARGETS else len(TARGETS),
+    ):
         course, target = TARGETS.get(arch, (None, None))
         acc = row['final_test_accuracy']
         mark = '' if target is None else (' ✓' if acc >= target else ' ✗')
-        bar = (f'{course:.2f} → {target:.2f}' if course is not None else
-               f'– → {target:.2f}' if target is not None else '–')
-        lines.append(f'| {arch} | `{row["command"]}` | {row["epochs"]} | **{acc:.3f}**{mark} '
-                     f'| {bar} | {row["wall_seconds"] / 60:.0f} min | '
-                     f'{row["images_per_sec"]:,.0f} | {", ".join(row["cpu_models"])} |')
+        bar = (
+            f'{course:.2f} → {target:.2f}'
+            if course is not None
+            else f'– → {target:.2f}'
+            if target is not None
+            else '–'
+        )
+        lines.append(
+            f'| {arch} | `{row["command"]}` | {row["epochs"]} | **{acc:.3f}**{mark} '
+            f'| {bar} | {row["wall_seconds"] / 60:.0f} min | '
+            f'{row["images_per_sec"]:,.0f} | {", ".join(row["cpu_models"])} |'
+        )
     best = time_to_accuracy(results)
     lines.append('')
     if best is None:
         lines.append(f'Time to {SPEEDRUN_ACCURACY}: no measured run has reached it yet.')
     else:
         arch, epoch, seconds = best
-        lines.append(f'Time to {SPEEDRUN_ACCURACY}: **{seconds / 60:.1f} min**, {arch}\'s '
-                     f'default recipe (`{results[arch]["command"]}`), after epoch {epoch}.')
+        lines.append(
+            f"Time to {SPEEDRUN_ACCURACY}: **{seconds / 60:.1f} min**, {arch}'s "
+            f'default recipe (`{results[arch]["command"]}`), after epoch {epoch}.'
+        )
     return '\n'.join(lines)
 
 
@@ -145,8 +194,13 @@ def time_to_accuracy(results: dict, bar: float = SPEEDRUN_ACCURACY):
     """(arch, epoch, seconds) of the run that reached ``bar`` soonest, or None."""
     firsts = []
     for arch, row in results.items():
-        reached = [(seconds, epoch) for epoch, (acc, seconds) in
-                   enumerate(zip(row['test_accuracy'], row['elapsed_seconds']), 1) if acc >= bar]
+        reached = [
+            (seconds, epoch)
+            for epoch, (acc, seconds) in enumerate(
+                zip(row['test_accuracy'], row['elapsed_seconds']), 1
+            )
+            if acc >= bar
+        ]
         if reached:
             firsts.append((*reached[0], arch))
     if not firsts:
@@ -163,6 +217,7 @@ def replace_table(readme: str, table: str) -> str:
 def plot(results: dict, path: Path = FIGURE) -> None:
     """Every run's test accuracy per epoch in one figure."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -171,8 +226,11 @@ def plot(results: dict, path: Path = FIGURE) -> None:
         accs = row['test_accuracy']
         ax.plot(range(1, len(accs) + 1), accs, marker='o', label=f'{arch} ({accs[-1]:.3f})')
     ax.axhline(SPEEDRUN_ACCURACY, color='grey', lw=0.8, ls='--')
-    ax.set(xlabel='epoch', ylabel='test accuracy',
-           title='Fashion-MNIST, default recipes (benchmarks/accuracy.py)')
+    ax.set(
+        xlabel='epoch',
+        ylabel='test accuracy',
+        title='Fashion-MNIST, default recipes (benchmarks/accuracy.py)',
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -184,16 +242,19 @@ def report(results: dict) -> None:
     README.write_text(replace_table(README.read_text(), render_table(results)))
     if results:
         plot(results)
-    print(f'accuracy.py: README table and {FIGURE.relative_to(REPO)} from '
-          f'{RESULTS_FILE.relative_to(REPO)} ({len(results)} runs)')
+    print(
+        f'accuracy.py: README table and {FIGURE.relative_to(REPO)} from '
+        f'{RESULTS_FILE.relative_to(REPO)} ({len(results)} runs)'
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    extra = argv[argv.index('--') + 1:] if '--' in argv else []
-    argv = argv[:argv.index('--')] if '--' in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    extra = argv[argv.index('--') + 1 :] if '--' in argv else []
+    argv = argv[: argv.index('--')] if '--' in argv else argv
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest='command', required=True)
     p_run = sub.add_parser('run', help='train default recipes (resuming), then collect')
     p_run.add_argument('archs', nargs='+', choices=sorted(TARGETS), metavar='ARCH')

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from jaxconv import conv_lowering as cl  # noqa: E402
-from jaxconv.cpu_runtime import configure  # noqa: E402
+from jaxconv import conv_lowering as cl
+from jaxconv.cpu_runtime import configure
 
 PASSES = ('fwd', 'dx', 'dw')
 
@@ -33,6 +33,7 @@ PASSES = ('fwd', 'dx', 'dw')
 def model_convs(arch: str, image_size: int, batch: int) -> list[tuple]:
     """Distinct (N, H, W, C_in, C_out, kh, kw, stride, padding, groups) of the model's convs."""
     from benchmarks.flops import layer_shapes  # noqa: PLC0415 - imports the model zoo
+
     seen = []
     for layer in layer_shapes(arch, image_size, batch):
         if layer.kind == 'conv' and layer.geometry not in seen:
@@ -42,15 +43,18 @@ def model_convs(arch: str, image_size: int, batch: int) -> list[tuple]:
 
 def pass_functions(name: str, spec: cl.ConvSpec):
     impl = cl._IMPLS[name]
-    return {'fwd': jax.jit(lambda x, w, dy: impl(x, w, spec)),
-            'dx': jax.jit(lambda x, w, dy: jax.vjp(lambda x: impl(x, w, spec), x)[1](dy)[0]),
-            'dw': jax.jit(lambda x, w, dy: jax.vjp(lambda w: impl(x, w, spec), w)[1](dy)[0])}
+    return {
+        'fwd': jax.jit(lambda x, w, dy: impl(x, w, spec)),
+        'dx': jax.jit(lambda x, w, dy: jax.vjp(lambda x: impl(x, w, spec), x)[1](dy)[0]),
+        'dw': jax.jit(lambda x, w, dy: jax.vjp(lambda w: impl(x, w, spec), w)[1](dy)[0]),
+    }
 
 
 def plan_function(step: cl.Pass, pass_: str, spec: cl.ConvSpec):
     """One pass as the plan runs it (chunked where the plan says so)."""
-    return jax.jit(lambda x, w, dy: cl.run_pass(step, pass_, spec, x, w,
-                                                None if pass_ == 'fwd' else dy))
+    return jax.jit(
+        lambda x, w, dy: cl.run_pass(step, pass_, spec, x, w, None if pass_ == 'fwd' else dy)
+    )
 
 
 def is_slow(name: str, pass_: str, x_shape, out_shape) -> bool:
@@ -69,8 +73,11 @@ def measure(geometry, repeats: int, include_slow: bool) -> dict:
     chosen = cl.cpu_plan(x.shape, k.shape, spec)
     calls, times = {}, {}
     for name in (*cl.LOWERINGS, 'plan'):
-        fns = (pass_functions(name, spec) if name != 'plan' else
-               {p: plan_function(getattr(chosen, p), p, spec) for p in PASSES})
+        fns = (
+            pass_functions(name, spec)
+            if name != 'plan'
+            else {p: plan_function(getattr(chosen, p), p, spec) for p in PASSES}
+        )
         for pass_, fn in fns.items():
             if is_slow(name, pass_, x.shape, y_shape) and not include_slow:
                 continue
@@ -84,31 +91,49 @@ def measure(geometry, repeats: int, include_slow: bool) -> dict:
             jax.block_until_ready(fn(x, k, dy))
             times[key].append(time.perf_counter() - t0)
     best = {key: min(ts) for key, ts in times.items()}
-    return {'geometry': geometry, 'out': tuple(y_shape), 'gflop': flops / 1e9, 'best_s': best,
-            'plan': chosen}
+    return {
+        'geometry': geometry,
+        'out': tuple(y_shape),
+        'gflop': flops / 1e9,
+        'best_s': best,
+        'plan': chosen,
+    }
 
 
 def report(result) -> str:
     n, h, w, cin, cout, kh, kw, stride, padding, groups = result['geometry']
-    head = (f'{h}x{w}x{cin}->{result["out"][1]}x{result["out"][2]}x{cout} k{kh}x{kw} '
-            f's{stride[0]} p{padding[0]} g{groups}  ({result["gflop"]:.2f} GFLOP/pass)')
+    head = (
+        f'{h}x{w}x{cin}->{result["out"][1]}x{result["out"][2]}x{cout} k{kh}x{kw} '
+        f's{stride[0]} p{padding[0]} g{groups}  ({result["gflop"]:.2f} GFLOP/pass)'
+    )
     lines = [head]
     for pass_ in PASSES:
         cells = []
         for name in (*cl.LOWERINGS, 'plan'):
             t = result['best_s'].get((name, pass_))
-            cells.append(f'{name:>6} ' + ('   skipped        ' if t is None else
-                                          f'{t * 1e3:8.2f} ms {result["gflop"] / t:6.1f} GF/s'))
-        lines.append(f'  {pass_:>3}: ' + ' | '.join(cells) +
-                     f'   (plan: {getattr(result["plan"], pass_)})')
+            cells.append(
+                f'{name:>6} '
+                + (
+                    '   skipped        '
+                    if t is None
+                    else f'{t * 1e3:8.2f} ms {result["gflop"] / t:6.1f} GF/s'
+                )
+            )
+        lines.append(
+            f'  {pass_:>3}: ' + ' | '.join(cells) + f'   (plan: {getattr(result["plan"], pass_)})'
+        )
     return '\n'.join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument('--arch', action='append', default=[])
-    ap.add_argument('--shape', action='append', default=[],
-                    help='N,H,Cin,Cout,k,stride,padding,groups (square maps and kernels)')
+    ap.add_argument(
+        '--shape',
+        action='append',
+        default=[],
+        help='N,H,Cin,Cout,k,stride,padding,groups (square maps and kernels)',
+    )
     ap.add_argument('--batch-size', type=int, default=128)
     ap.add_argument('--image-size', type=int, default=32)
     ap.add_argument('--repeats', type=int, default=5)
@@ -117,8 +142,9 @@ def main(argv=None):
     configure()
     geometries = []
     for arch in args.arch:
-        geometries += [g for g in model_convs(arch, args.image_size, args.batch_size)
-                       if g not in geometries]
+        geometries += [
+            g for g in model_convs(arch, args.image_size, args.batch_size) if g not in geometries
+        ]
     for s in args.shape:
         n, h, cin, cout, k, st, p, g = (int(v) for v in s.split(','))
         geometries.append((n, h, h, cin, cout, k, k, (st, st), (p, p), g))

@@ -17,12 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jaxconv.cpu_runtime import configure  # noqa: E402
+from jaxconv.cpu_runtime import configure
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument('--arch', required=True)
     ap.add_argument('--batch-size', type=int, default=128)
     ap.add_argument('--image-size', type=int, default=32)
@@ -38,9 +39,13 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     step = jax_side.train_step(model, jnp.asarray(x), jnp.asarray(y))
     step.run()
-    out = {'arch': args.arch, 'first_step_s': time.perf_counter() - t0,
-           'autotune_s': conv_autotune.STATS.seconds, 'tuned': conv_autotune.STATS.tuned,
-           'cached': conv_autotune.STATS.cached}
+    out = {
+        'arch': args.arch,
+        'first_step_s': time.perf_counter() - t0,
+        'autotune_s': conv_autotune.STATS.seconds,
+        'tuned': conv_autotune.STATS.tuned,
+        'cached': conv_autotune.STATS.cached,
+    }
     print(json.dumps(out))
     return out
 

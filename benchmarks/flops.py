@@ -25,17 +25,21 @@ from jaxconv.models import create_model
 
 @dataclass(frozen=True)
 class LayerShape:
-    kind: str        # 'conv' or 'linear'
-    geometry: tuple  # conv: (N, H, W, C_in, C_out, kh, kw, stride, padding, groups); linear: (N, in, out)
+    kind: str  # 'conv' or 'linear'
+    geometry: (
+        tuple  # conv: (N, H, W, C_in, C_out, kh, kw, stride, padding, groups); linear: (N, in, out)
+    )
     macs: int
     plan: conv_lowering.Plan | None = None
 
 
-def layer_shapes(arch: str, image_size: int, batch: int, in_channels: int = 3,
-                 num_classes: int = 10) -> list[LayerShape]:
+def layer_shapes(
+    arch: str, image_size: int, batch: int, in_channels: int = 3, num_classes: int = 10
+) -> list[LayerShape]:
     """Every Conv2d (in call order) then every Linear of ``arch`` at this input size."""
-    model = create_model(arch, num_classes=num_classes, in_channels=in_channels,
-                         image_size=image_size)
+    model = create_model(
+        arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size
+    )
     model.eval()
     graphdef, state = nnx.split(model)
     linears: list[LayerShape] = []
@@ -43,8 +47,13 @@ def layer_shapes(arch: str, image_size: int, batch: int, in_channels: int = 3,
     def record_linear(layer, y):
         if isinstance(layer, Linear):
             rows = math.prod(y.shape[:-1])
-            linears.append(LayerShape('linear', (rows, layer.in_features, layer.out_features),
-                                      rows * layer.in_features * layer.out_features))
+            linears.append(
+                LayerShape(
+                    'linear',
+                    (rows, layer.in_features, layer.out_features),
+                    rows * layer.in_features * layer.out_features,
+                )
+            )
 
     def apply(state, x):
         with tap(record_linear):
@@ -52,17 +61,32 @@ def layer_shapes(arch: str, image_size: int, batch: int, in_channels: int = 3,
 
     # Shapes only: the fixed rules, so that counting FLOPs never starts autotuning.
     with conv_lowering.lowering('heuristic'), conv_lowering.recording() as convs:
-        jax.eval_shape(apply, state, jax.ShapeDtypeStruct(
-            (batch, image_size, image_size, in_channels), jnp.float32))
+        jax.eval_shape(
+            apply,
+            state,
+            jax.ShapeDtypeStruct((batch, image_size, image_size, in_channels), jnp.float32),
+        )
     found = []
     for call in convs:
         n, h, w, cin = call.x_shape
         kh, kw, cig, cout = call.w_shape
-        y = jax.eval_shape(lambda x, k, s=call.spec: conv_lowering.conv_xla(x, k, s),
-                           jax.ShapeDtypeStruct(call.x_shape, jnp.float32),
-                           jax.ShapeDtypeStruct(call.w_shape, jnp.float32))
-        geometry = (n, h, w, cin, cout, kh, kw, call.spec.stride, call.spec.padding,
-                    call.spec.groups)
+        y = jax.eval_shape(
+            lambda x, k, s=call.spec: conv_lowering.conv_xla(x, k, s),
+            jax.ShapeDtypeStruct(call.x_shape, jnp.float32),
+            jax.ShapeDtypeStruct(call.w_shape, jnp.float32),
+        )
+        geometry = (
+            n,
+            h,
+            w,
+            cin,
+            cout,
+            kh,
+            kw,
+            call.spec.stride,
+            call.spec.padding,
+            call.spec.groups,
+        )
         found.append(LayerShape('conv', geometry, math.prod(y.shape) * cig * kh * kw, call.plan))
     return found + linears
 

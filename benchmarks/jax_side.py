@@ -27,9 +27,9 @@ LEARNING_RATE, MOMENTUM = 0.01, 0.9
 class CompiledStep:
     """An AOT-compiled step and what XLA says about it."""
 
-    run: object              # callable: the step with its state threaded through
-    compile_s: float         # trace + lower + compile
-    temp_bytes: int | None   # XLA's scratch buffers (memory_analysis), None when unavailable
+    run: object  # callable: the step with its state threaded through
+    compile_s: float  # trace + lower + compile
+    temp_bytes: int | None  # XLA's scratch buffers (memory_analysis), None when unavailable
     xla_flops: float | None  # XLA's cost analysis, whole step, None when unavailable
     executable: object = None  # the jax ``Compiled`` (``.as_text()`` is the optimised HLO)
 
@@ -50,15 +50,22 @@ def _analyse(compiled) -> tuple[int | None, float | None]:
     return temp, flops
 
 
-def build_model(arch: str, image_size: int, num_classes: int = 10, in_channels: int = 3,
-                seed: int = 0):
+def build_model(
+    arch: str, image_size: int, num_classes: int = 10, in_channels: int = 3, seed: int = 0
+):
     """The model as ``train.py`` builds it (``steps.model_rngs``: a dropout stream of its own)."""
-    return create_model(arch, num_classes=num_classes, in_channels=in_channels,
-                        image_size=image_size, rngs=steps.model_rngs(seed))
+    return create_model(
+        arch,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        rngs=steps.model_rngs(seed),
+    )
 
 
-def train_step(model, x, y, *, lr: float = LEARNING_RATE, momentum: float = MOMENTUM
-               ) -> CompiledStep:
+def train_step(
+    model, x, y, *, lr: float = LEARNING_RATE, momentum: float = MOMENTUM
+) -> CompiledStep:
     """Compile the training loop's own step (``steps.make_train_step``) of ``model`` with
     SGD-momentum, train mode. ``x`` is fed as it is (no uint8 preprocessing), so both
     frameworks get the same float batch."""
@@ -96,8 +103,9 @@ def forward_step(model, x) -> CompiledStep:
     return CompiledStep(run, compile_s, *_analyse(compiled), compiled)
 
 
-def random_batch(batch_size: int, image_size: int, in_channels: int = 3, num_classes: int = 10,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def random_batch(
+    batch_size: int, image_size: int, in_channels: int = 3, num_classes: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A float32 NHWC batch and int labels, the same numbers fed to both frameworks."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch_size, image_size, image_size, in_channels), np.float32)
@@ -106,7 +114,8 @@ def random_batch(batch_size: int, image_size: int, in_channels: int = 3, num_cla
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
-    """XLA's float32 n×n matmul rate (median of ``repeats``): the ceiling a conv lowering aims at."""
+    """XLA's float32 n×n matmul rate (median of ``repeats``): the ceiling a conv lowering aims
+    at."""
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
     f = jax.jit(lambda a, b: a @ b)
     f(a, a).block_until_ready()
@@ -115,4 +124,4 @@ def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
         t0 = time.perf_counter()
         f(a, a).block_until_ready()
         times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / float(np.median(times)) / 1e9
+    return 2 * n**3 / float(np.median(times)) / 1e9

@@ -30,6 +30,7 @@ DEFAULT_GRADS = 'vgg11,resnet18,resnext,googlenet,densenet,alexnet,nin,lenet'
 
 def apply_config(name: str):
     from jaxconv import conv_lowering as cl
+
     if name == 'every-branch':
         cl.SMALL_VIEW_BYTES = 1
         cl.PATCH_BUDGET_BYTES = 1
@@ -39,8 +40,9 @@ def apply_config(name: str):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument('--config', choices=CONFIGS, default='auto')
     ap.add_argument('--arch', action='append', default=[])
     ap.add_argument('--grads', default=DEFAULT_GRADS, help="comma list, 'all' or 'none'")
@@ -54,21 +56,31 @@ def main(argv=None) -> int:
 
     forced = apply_config(args.config)
     archs = args.arch or course_archs()
-    grads = (archs if args.grads == 'all' else [] if args.grads == 'none' else
-             [a for a in args.grads.split(',') if a in archs])
+    grads = (
+        archs
+        if args.grads == 'all'
+        else []
+        if args.grads == 'none'
+        else [a for a in args.grads.split(',') if a in archs]
+    )
     dtypes = args.dtype or ['float32', 'float64']
     failures = 0
-    print(f'config {args.config}: thresholds view<{cl.SMALL_VIEW_BYTES} B, patch chunk '
-          f'{cl.PATCH_BUDGET_BYTES} B, taps from {cl.TAPS_MIN_CHANNELS} channels; '
-          f'forced lowering: {forced}', flush=True)
+    print(
+        f'config {args.config}: thresholds view<{cl.SMALL_VIEW_BYTES} B, patch chunk '
+        f'{cl.PATCH_BUDGET_BYTES} B, taps from {cl.TAPS_MIN_CHANNELS} channels; '
+        f'forced lowering: {forced}',
+        flush=True,
+    )
     with cl.lowering(forced):
         for arch in archs:
             for dtype in dtypes:
                 t0 = time.perf_counter()
                 pair = make_pair(arch, dtype)
                 fwd = forward_diff(pair)
-                line = f'{arch:12s} {dtype}  forward {fwd.worst_error:.1e} ' \
-                       f'{"ok" if fwd.ok else "FAIL"}'
+                line = (
+                    f'{arch:12s} {dtype}  forward {fwd.worst_error:.1e} '
+                    f'{"ok" if fwd.ok else "FAIL"}'
+                )
                 ok = fwd.ok
                 if arch in grads:
                     if dtype == 'float64':
@@ -77,9 +89,11 @@ def main(argv=None) -> int:
                         reports = compare_on_batches(grad_diff, pair)
                     passed = batches_pass(reports)
                     torch_err = reports[-1].worst_torch_error
-                    line += (f'  grads {reports[-1].worst_error:.1e}'
-                             + (f' (torch f32 {torch_err:.1e})' if torch_err else '')
-                             + f' {"ok" if passed else "FAIL"}')
+                    line += (
+                        f'  grads {reports[-1].worst_error:.1e}'
+                        + (f' (torch f32 {torch_err:.1e})' if torch_err else '')
+                        + f' {"ok" if passed else "FAIL"}'
+                    )
                     ok = ok and passed
                 failures += not ok
                 print(f'{line}  [{time.perf_counter() - t0:.0f} s]', flush=True)

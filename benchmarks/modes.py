@@ -16,12 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jaxconv.cpu_runtime import configure  # noqa: E402
+from jaxconv.cpu_runtime import configure
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument('--arch', default='lenet,vgg11,resnet18')
     ap.add_argument('--modes', default='heuristic,autotune')
     ap.add_argument('--batch-size', type=int, default=128)
@@ -49,10 +50,15 @@ def main(argv=None) -> dict:
             variants.append(Variant(mode, step.run, args.batch_size))
         time_interleaved(variants, args.repeats)
         results[arch] = {v.name: v.images_per_s for v in variants}
-        print(f'{arch} ({size}²): ' + ', '.join(
-            f'{v.name} {v.images_per_s:.0f} img/s (compile {compile_s[v.name][0]:.1f} s, '
-            f'autotune {compile_s[v.name][1]:.1f} s, spread {v.spread:.2f})' for v in variants),
-            flush=True)
+        print(
+            f'{arch} ({size}²): '
+            + ', '.join(
+                f'{v.name} {v.images_per_s:.0f} img/s (compile {compile_s[v.name][0]:.1f} s, '
+                f'autotune {compile_s[v.name][1]:.1f} s, spread {v.spread:.2f})'
+                for v in variants
+            ),
+            flush=True,
+        )
     return results
 
 

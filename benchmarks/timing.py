@@ -98,8 +98,9 @@ class Variant:
         return (max(self.times) - min(self.times)) / statistics.median(self.times)
 
 
-def time_interleaved(variants: list[Variant], repeats: int, *, warmup: int = 2,
-                     min_run_s: float = 0.25) -> list[Variant]:
+def time_interleaved(
+    variants: list[Variant], repeats: int, *, warmup: int = 2, min_run_s: float = 0.25
+) -> list[Variant]:
     """Warm up and calibrate each variant, then time them in turn, ``repeats`` rounds.
 
     A variant whose step raises is marked with ``error`` and dropped from later rounds, so one

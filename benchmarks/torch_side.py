@@ -31,10 +31,17 @@ class TorchStep:
     peak: dict = field(default_factory=dict)  # {'device_bytes': ...} on a GPU
 
 
-def torch_twin(arch: str, flax_model, image_size: int, num_classes: int = 10,
-               in_channels: int = 3, device: str = 'cpu'):
-    model = torch_model(arch, num_classes=num_classes, in_channels=in_channels,
-                        image_size=image_size)
+def torch_twin(
+    arch: str,
+    flax_model,
+    image_size: int,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    device: str = 'cpu',
+):
+    model = torch_model(
+        arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size
+    )
     to_torch(flax_model, model)
     return model.to(device)
 
@@ -73,9 +80,11 @@ def _wrap(step: Callable[[], object], variant: str, device: str, peak: dict):
             if cuda:
                 torch.cuda.synchronize()
         if cuda:
-            peak['device_bytes'] = max(peak.get('device_bytes', 0),
-                                       torch.cuda.max_memory_allocated())
+            peak['device_bytes'] = max(
+                peak.get('device_bytes', 0), torch.cuda.max_memory_allocated()
+            )
         return out
+
     return run
 
 
@@ -90,8 +99,9 @@ def _finish(run, variant: str, peak: dict) -> TorchStep:
     return TorchStep(run, max(0.0, first - (time.perf_counter() - t0)), peak)
 
 
-def train_step(model, x_nhwc, y, variant: str, *, lr: float, momentum: float,
-               device: str = 'cpu') -> TorchStep:
+def train_step(
+    model, x_nhwc, y, variant: str, *, lr: float, momentum: float, device: str = 'cpu'
+) -> TorchStep:
     model.train()
     model, x, y = _prepare(model, x_nhwc, y, variant, device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)

@@ -23,21 +23,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TRIALS = {
     'baseline': '',
-    'onednn dot,eltwise': ('--xla_cpu_use_onednn=true '
-                           '--xla_cpu_experimental_onednn_fusion_type=dot,eltwise'),
+    'onednn dot,eltwise': (
+        '--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot,eltwise'
+    ),
     'ynn individual_dot,individual_convolution': (
-        '--xla_cpu_experimental_ynn_fusion_type=individual_dot,individual_convolution'),
-    'ynn + dot,eltwise': ('--xla_cpu_experimental_ynn_fusion_type='
-                          'individual_dot,individual_convolution,dot,eltwise'),
-    'ynn + dot,eltwise,reduce': ('--xla_cpu_experimental_ynn_fusion_type='
-                                 'individual_dot,individual_convolution,dot,eltwise,reduce'),
+        '--xla_cpu_experimental_ynn_fusion_type=individual_dot,individual_convolution'
+    ),
+    'ynn + dot,eltwise': (
+        '--xla_cpu_experimental_ynn_fusion_type=individual_dot,individual_convolution,dot,eltwise'
+    ),
+    'ynn + dot,eltwise,reduce': (
+        '--xla_cpu_experimental_ynn_fusion_type='
+        'individual_dot,individual_convolution,dot,eltwise,reduce'
+    ),
     'multi-output fusion': '--xla_backend_extra_options=xla_cpu_use_multi_output_fusion',
     'baseline (again)': '',
 }
 
 #: What to count in the optimised HLO.
-MARKERS = {'onednn': r'__onednn', 'ynn_fusion': r'__ynn_fusion', 'convolution': r' convolution\(',
-           'multi_output_fusion': r'= \([^)]*\) fusion\('}
+MARKERS = {
+    'onednn': r'__onednn',
+    'ynn_fusion': r'__ynn_fusion',
+    'convolution': r' convolution\(',
+    'multi_output_fusion': r'= \([^)]*\) fusion\(',
+}
 
 
 def child(archs: list[str], batch: int) -> None:
@@ -56,8 +65,7 @@ def child(archs: list[str], batch: int) -> None:
     for arch in archs:
         size = max(32, min_image_size(arch))
         x, y = jax_side.random_batch(batch, size)
-        step = jax_side.train_step(jax_side.build_model(arch, size), jnp.asarray(x),
-                                   jnp.asarray(y))
+        step = jax_side.train_step(jax_side.build_model(arch, size), jnp.asarray(x), jnp.asarray(y))
         hlo = step.executable.as_text()
         step.run()
         step.run()
@@ -68,14 +76,17 @@ def child(archs: list[str], batch: int) -> None:
                 step.run()
                 n += 1
             times.append((time.perf_counter() - t0) / n)
-        out[arch] = {'img_s': batch / float(np.median(times)),
-                     'hlo': {k: len(re.findall(p, hlo)) for k, p in MARKERS.items()}}
+        out[arch] = {
+            'img_s': batch / float(np.median(times)),
+            'hlo': {k: len(re.findall(p, hlo)) for k, p in MARKERS.items()},
+        }
     print(json.dumps(out))
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument('--arch', default='vgg11,resnet18,lenet')
     ap.add_argument('--batch-size', type=int, default=128)
     ap.add_argument('--json', help='write the results to this file')
@@ -88,16 +99,30 @@ def main(argv=None) -> dict:
     results = {}
     for name, flags in TRIALS.items():
         env = {**os.environ, 'XLA_FLAGS': flags}
-        proc = subprocess.run([sys.executable, __file__, '--child', '--arch', args.arch,
-                               '--batch-size', str(args.batch_size)],
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                '--child',
+                '--arch',
+                args.arch,
+                '--batch-size',
+                str(args.batch_size),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if proc.returncode != 0:
             results[name] = {'flags': flags, 'error': proc.stderr.strip().splitlines()[-1:]}
             print(f'{name}: FAILED {results[name]["error"]}', flush=True)
             continue
         results[name] = {'flags': flags, **json.loads(proc.stdout.strip().splitlines()[-1])}
-        cells = ', '.join(f'{a} {r["img_s"]:.0f} img/s {r["hlo"]}' for a, r in
-                          results[name].items() if a != 'flags')
+        cells = ', '.join(
+            f'{a} {r["img_s"]:.0f} img/s {r["hlo"]}'
+            for a, r in results[name].items()
+            if a != 'flags'
+        )
         print(f'{name}: {cells}', flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

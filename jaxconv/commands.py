@@ -14,8 +14,10 @@ import sys
 #: subcommand -> (module with ``main(argv)``, one line of help)
 COMMANDS = {
     'train': ('jaxconv.training.cli', 'train a model (train.py); --init-from starts from weights'),
-    'evaluate': ('jaxconv.evaluate', "a run's checkpoint on a split: accuracy, per class, "
-                                     'confusion matrix'),
+    'evaluate': (
+        'jaxconv.evaluate',
+        "a run's checkpoint on a split: accuracy, per class, confusion matrix",
+    ),
     'predict': ('jaxconv.predict', 'top-k classes of image files'),
     'export': ('jaxconv.export', "a run's weights as a torch state_dict (.pt / .safetensors)"),
     'parity': ('parity.__main__', 'a model against its torch twin, layer by layer (needs torch)'),
@@ -25,8 +27,10 @@ COMMANDS = {
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f'  {name:<{width}}  {text}' for name, (_, text) in COMMANDS.items()]
-    return ('usage: jaxconv COMMAND [ARGS...]   (jaxconv COMMAND --help for its options)\n\n'
-            'commands:\n' + '\n'.join(lines))
+    return (
+        'usage: jaxconv COMMAND [ARGS...]   (jaxconv COMMAND --help for its options)\n\n'
+        'commands:\n' + '\n'.join(lines)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,13 +53,14 @@ class TuningStats:
     seconds: float = 0.0
 
     def __str__(self):
-        return (f'{self.tuned} conv shapes tuned in {self.seconds:.1f} s, '
-                f'{self.cached} from the cache')
+        return (
+            f'{self.tuned} conv shapes tuned in {self.seconds:.1f} s, {self.cached} from the cache'
+        )
 
 
 STATS = TuningStats()
 _LOCK = threading.Lock()
-_MEMORY: dict[str, dict] = {}      # this process's plans (also those read from the cache)
+_MEMORY: dict[str, dict] = {}  # this process's plans (also those read from the cache)
 _LOADED: set[Path] = set()
 
 
@@ -79,13 +80,22 @@ def cpu_model() -> str:
 def cpu_isa() -> str:
     """The widest x86 vector ISA this CPU has ('AVX-512', 'AVX2', ...), else the machine name."""
     try:
-        flags = next((line.split(':', 1)[1].split() for line in
-                      Path('/proc/cpuinfo').read_text().splitlines()
-                      if line.startswith('flags')), [])
+        flags = next(
+            (
+                line.split(':', 1)[1].split()
+                for line in Path('/proc/cpuinfo').read_text().splitlines()
+                if line.startswith('flags')
+            ),
+            [],
+        )
     except OSError:
         flags = []
-    for flag, name in (('avx512f', 'AVX-512'), ('avx2', 'AVX2'), ('avx', 'AVX'),
-                       ('sse4_2', 'SSE4.2')):
+    for flag, name in (
+        ('avx512f', 'AVX-512'),
+        ('avx2', 'AVX2'),
+        ('avx', 'AVX'),
+        ('sse4_2', 'SSE4.2'),
+    ):
         if flag in flags:
             return name
     return _platform.machine()
@@ -94,6 +104,7 @@ def cpu_isa() -> str:
 def machine_key() -> str:
     """What a cached plan is valid for: the CPU, its ISA and the compiler (jaxlib)."""
     import jaxlib
+
     return f'{cpu_model()} | {cpu_isa()} | {os.cpu_count()} cpus | jaxlib {jaxlib.__version__}'
 
 
@@ -138,8 +149,10 @@ def _store(path: Path, key: str, entry: dict) -> None:
         plans = _read(path)
         plans[key] = entry
         tmp = path.with_name(f'{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
-        tmp.write_text(json.dumps({'machine': machine_key(), 'plans': dict(sorted(plans.items()))},
-                                  indent=1) + '\n')
+        tmp.write_text(
+            json.dumps({'machine': machine_key(), 'plans': dict(sorted(plans.items()))}, indent=1)
+            + '\n'
+        )
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home: the plan still holds for this process
@@ -184,15 +197,14 @@ def l2_cache_bytes() -> int:
         try:
             if (index / 'level').read_text().strip() == '2':
                 size = (index / 'size').read_text().strip().upper()
-                scale = {'K': 2 ** 10, 'M': 2 ** 20}.get(size[-1:], 1)
+                scale = {'K': 2**10, 'M': 2**20}.get(size[-1:], 1)
                 return int(size.rstrip('KM')) * scale
         except (OSError, ValueError):
             continue
-    return 2 ** 20
+    return 2**20
 
 
-def chunked(best: cl.Pass, x_shape, w_shape, spec: cl.ConvSpec, itemsize: int = 4
-            ) -> list[cl.Pass]:
+def chunked(best: cl.Pass, x_shape, w_shape, spec: cl.ConvSpec, itemsize: int = 4) -> list[cl.Pass]:
     """Batch-chunked forms of the best matmul lowering, when its patch matrix is larger than
     this machine's L2 cache: chunks of the batch make it cache-sized (else nothing to gain)."""
     n, _, (oh, ow), cin, _, taps = _geometry(x_shape, w_shape, spec)
@@ -240,8 +252,9 @@ def measure(x_shape, w_shape, spec: cl.ConvSpec, dtype='float32') -> dict:
 
     def run_round(trials: list[tuple[str, cl.Pass]]):
         # Every compile finishes before the first timing starts: none runs beside a timing.
-        compiled = list(_COMPILER.map(
-            lambda t: _pass_fn(t[1], t[0], spec).lower(*args).compile(), trials))
+        compiled = list(
+            _COMPILER.map(lambda t: _pass_fn(t[1], t[0], spec).lower(*args).compile(), trials)
+        )
         for (pass_, step), fn in zip(trials, compiled):
             best = min(times[pass_].values(), default=np.inf)
             times[pass_][str(step)] = _time(fn, args, best)
@@ -259,19 +272,27 @@ def measure(x_shape, w_shape, spec: cl.ConvSpec, dtype='float32') -> dict:
             best = ruled
         return cl.Pass.parse(best)
 
-    run_round([(p, c) for p in PASSES
-               for c in dict.fromkeys([*candidates(x_shape, w_shape, spec, p),
-                                       getattr(prior, p)])])
+    run_round(
+        [
+            (p, c)
+            for p in PASSES
+            for c in dict.fromkeys([*candidates(x_shape, w_shape, spec, p), getattr(prior, p)])
+        ]
+    )
     itemsize = jnp.dtype(dtype).itemsize
-    run_round([(p, c) for p in PASSES
-               for c in chunked(winner(p), x_shape, w_shape, spec, itemsize)])
-    return {'plan': str(cl.Plan(*map(winner, PASSES))),
-            'ms': {p: {k: round(v * 1e3, 4) for k, v in times[p].items()} for p in PASSES},
-            'tune_s': round(time.perf_counter() - t_start, 3)}
+    run_round(
+        [(p, c) for p in PASSES for c in chunked(winner(p), x_shape, w_shape, spec, itemsize)]
+    )
+    return {
+        'plan': str(cl.Plan(*map(winner, PASSES))),
+        'ms': {p: {k: round(v * 1e3, 4) for k, v in times[p].items()} for p in PASSES},
+        'tune_s': round(time.perf_counter() - t_start, 3),
+    }
 
 
-_COMPILER = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1,
-                                                  thread_name_prefix='jaxconv-autotune-compile')
+_COMPILER = concurrent.futures.ThreadPoolExecutor(
+    os.cpu_count() or 1, thread_name_prefix='jaxconv-autotune-compile'
+)
 _EXECUTOR = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='jaxconv-autotune')
 
 
@@ -287,8 +308,9 @@ def tuned_plan(x_shape, w_shape, spec: cl.ConvSpec, dtype, platform: str) -> cl.
             return cl.Plan.parse(entry['plan'])
         t0 = time.perf_counter()
         # A fresh thread of its own: this call may come from inside a jit trace.
-        entry = _EXECUTOR.submit(measure, tuple(x_shape), tuple(w_shape), spec,
-                                 jnp.dtype(dtype).name).result()
+        entry = _EXECUTOR.submit(
+            measure, tuple(x_shape), tuple(w_shape), spec, jnp.dtype(dtype).name
+        ).result()
         STATS.tuned += 1
         STATS.seconds += time.perf_counter() - t0
         _MEMORY[key] = entry

@@ -99,9 +99,9 @@ class Plan(NamedTuple):
 
 # Thresholds of ``cpu_plan``: sized to a 2 MB L2 cache (benchmarks/README.md, "Figures behind
 # the code"); ``autotune`` mode measures instead of trusting them.
-PATCH_BUDGET_BYTES = 8 * 2 ** 20   # an im2col patch-matrix chunk for dW on large maps
-SMALL_VIEW_BYTES = 4 * 2 ** 20     # one tap's view of the input: "small problem" below this
-TAPS_MIN_CHANNELS = 64             # per-tap matmuls need K = C_in at least this wide
+PATCH_BUDGET_BYTES = 8 * 2**20  # an im2col patch-matrix chunk for dW on large maps
+SMALL_VIEW_BYTES = 4 * 2**20  # one tap's view of the input: "small problem" below this
+TAPS_MIN_CHANNELS = 64  # per-tap matmuls need K = C_in at least this wide
 
 
 class ConvCall(NamedTuple):
@@ -122,24 +122,31 @@ class ConvCall(NamedTuple):
 def shape_key(x_shape, w_shape, spec: ConvSpec, dtype, platform: str) -> str:
     """A readable key for one convolution: what a plan is chosen (and cached) for."""
     dims = lambda v: 'x'.join(map(str, v))  # noqa: E731
-    return (f'{dims(x_shape)}|{dims(w_shape)}|s{dims(spec.stride)}|p{dims(spec.padding)}'
-            f'|d{dims(spec.dilation)}|g{spec.groups}|{jnp.dtype(dtype).name}|{platform}')
+    return (
+        f'{dims(x_shape)}|{dims(w_shape)}|s{dims(spec.stride)}|p{dims(spec.padding)}'
+        f'|d{dims(spec.dilation)}|g{spec.groups}|{jnp.dtype(dtype).name}|{platform}'
+    )
 
 
-_FORCED: contextvars.ContextVar[str | None] = contextvars.ContextVar('jaxconv_conv_lowering',
-                                                                     default=None)
-_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar('jaxconv_conv_record',
-                                                                     default=None)
-_FIXED: contextvars.ContextVar[dict | None] = contextvars.ContextVar('jaxconv_conv_fixed',
-                                                                    default=None)
+_FORCED: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    'jaxconv_conv_lowering', default=None
+)
+_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    'jaxconv_conv_record', default=None
+)
+_FIXED: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    'jaxconv_conv_fixed', default=None
+)
 
 
 def mode() -> str:
     """The active mode: a ``lowering`` block's, else ``$JAXCONV_CONV_LOWERING``, else heuristic."""
     name = _FORCED.get() or os.environ.get(MODE_ENV) or 'heuristic'
     if name not in MODES:
-        raise ValueError(f'unknown conv lowering mode {name!r} (from ${MODE_ENV} or lowering()); '
-                         f'choose one of {", ".join(MODES)}')
+        raise ValueError(
+            f'unknown conv lowering mode {name!r} (from ${MODE_ENV} or lowering()); '
+            f'choose one of {", ".join(MODES)}'
+        )
     return name
 
 
@@ -205,9 +212,14 @@ def _live_taps(size: int, k: int, s: int, p: int, d: int) -> list[int]:
 # --------------------------------------------------------------------------------------------
 def conv_xla(x, w, spec: ConvSpec):
     return lax.conv_general_dilated(
-        x, w, window_strides=spec.stride, padding=[(p, p) for p in spec.padding],
-        rhs_dilation=spec.dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-        feature_group_count=spec.groups)
+        x,
+        w,
+        window_strides=spec.stride,
+        padding=[(p, p) for p in spec.padding],
+        rhs_dilation=spec.dilation,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        feature_group_count=spec.groups,
+    )
 
 
 def _shifted_views(x, w_shape, spec: ConvSpec):
@@ -222,10 +234,16 @@ def _shifted_views(x, w_shape, spec: ConvSpec):
         # every view and compute it once per tap.
         x = lax.optimization_barrier(x)
     xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if (ph or pw) else x
-    views = [lax.slice(xp, (0, i * dh, j * dw, 0),
-                       (n, i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1, c),
-                       (1, sh, sw, 1))
-             for i in rows for j in cols]
+    views = [
+        lax.slice(
+            xp,
+            (0, i * dh, j * dw, 0),
+            (n, i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1, c),
+            (1, sh, sw, 1),
+        )
+        for i in rows
+        for j in cols
+    ]
     return views, rows, cols, (n, oh, ow)
 
 
@@ -246,7 +264,7 @@ def _dense_weight(w, groups: int):
         return w
     kh, kw, cig, co = w.shape
     cog = co // groups
-    blocks = w.reshape(kh, kw, cig, groups, cog)   # HWIO's out channels are group-major
+    blocks = w.reshape(kh, kw, cig, groups, cog)  # HWIO's out channels are group-major
     eye = jnp.eye(groups, dtype=w.dtype)
     return jnp.einsum('hwigo,gk->hwgiko', blocks, eye).reshape(kh, kw, cig * groups, co)
 
@@ -279,8 +297,8 @@ def conv_direct(x, w, spec: ConvSpec):
     views, rows, cols, (n, oh, ow) = _shifted_views(x, w.shape, spec)
     w = _dense_weight(w, spec.groups)
     w = _live_weight(w, rows, cols)
-    patches = jnp.concatenate(views, axis=-1)                 # (N, H', W', T·C_in)
-    w = w.reshape(-1, w.shape[-1])                            # (T·C_in, C_out)
+    patches = jnp.concatenate(views, axis=-1)  # (N, H', W', T·C_in)
+    w = w.reshape(-1, w.shape[-1])  # (T·C_in, C_out)
     return jnp.sum(patches[..., None] * w, axis=-2)
 
 
@@ -291,15 +309,20 @@ def conv_grouped(x, w, spec: ConvSpec):
     kh, kw, cig, co = w.shape
     g = spec.groups
     taps = len(views)
-    patches = jnp.stack([v.reshape(-1, g, cig) for v in views], axis=1)   # (M, T, G, cig)
+    patches = jnp.stack([v.reshape(-1, g, cig) for v in views], axis=1)  # (M, T, G, cig)
     w = _live_weight(w.reshape(kh, kw, cig, g, co // g), rows, cols)
     w = w.reshape(taps, cig, g, co // g)
     y = jnp.einsum('mtgi,tigo->mgo', patches, w)
     return y.reshape(n, oh, ow, co)
 
 
-_IMPLS = {'xla': conv_xla, 'im2col': conv_im2col, 'taps': conv_taps, 'direct': conv_direct,
-          'grouped': conv_grouped}
+_IMPLS = {
+    'xla': conv_xla,
+    'im2col': conv_im2col,
+    'taps': conv_taps,
+    'direct': conv_direct,
+    'grouped': conv_grouped,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,8 +355,10 @@ def run_pass(step: Pass, pass_: str, spec: ConvSpec, x, w, dy=None):
     xs = x.reshape(k, step.chunk, *x.shape[1:])
     dys = None if dy is None else dy.reshape(k, step.chunk, *dy.shape[1:])
     if pass_ == 'dw':
+
         def add(acc, chunk):
             return acc + _pass_on(step.lowering, pass_, spec, chunk[0], w, chunk[1]), None
+
         return lax.scan(add, jnp.zeros_like(w), (xs, dys))[0]
     outs = lax.map(lambda c: _pass_on(step.lowering, pass_, spec, c[0], w, c[1]), (xs, dys))
     return outs.reshape(n, *outs.shape[2:])
@@ -342,8 +367,7 @@ def run_pass(step: Pass, pass_: str, spec: ConvSpec, x, w, dy=None):
 # --------------------------------------------------------------------------------------------
 # Choosing a plan
 # --------------------------------------------------------------------------------------------
-def plan(x_shape, w_shape, spec: ConvSpec, platform: str | None = None,
-         dtype='float32') -> Plan:
+def plan(x_shape, w_shape, spec: ConvSpec, platform: str | None = None, dtype='float32') -> Plan:
     """The lowering of each pass for this shape, by the active mode (module docstring)."""
     platform = platform or jax.default_backend()
     fixed = _FIXED.get()
@@ -359,6 +383,7 @@ def plan(x_shape, w_shape, spec: ConvSpec, platform: str | None = None,
     if name == 'autotune' and jnp.dtype(dtype) == jnp.float32:
         # float64 serves exact comparisons, not speed: it keeps the fixed rules.
         from jaxconv import conv_autotune
+
         return conv_autotune.tuned_plan(x_shape, w_shape, spec, dtype, platform)
     return cpu_plan(x_shape, w_shape, spec)
 

@@ -36,8 +36,14 @@ def reuse_freed_memory() -> bool:
     if sys.platform.startswith('linux') and os.environ.get('JAXCONV_KEEP_MALLOC') != '1':
         try:
             libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-            ok = all(libc.mallopt(param, value) for param, value in (
-                (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2 ** 31 - 1)))
+            ok = all(
+                libc.mallopt(param, value)
+                for param, value in (
+                    (_M_ARENA_MAX, 1),
+                    (_M_MMAP_MAX, 0),
+                    (_M_TRIM_THRESHOLD, 2**31 - 1),
+                )
+            )
         except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
             ok = False
     _applied['malloc'] = ok

@@ -13,22 +13,34 @@ import argparse
 import sys
 
 from jaxconv.runs import RunError, load_run
-from jaxconv.weights import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, WeightFileError, state_dict
-from jaxconv.weights import write_state_dict
+from jaxconv.weights import (
+    SAFETENSORS_SUFFIX,
+    TORCH_SUFFIXES,
+    WeightFileError,
+    state_dict,
+    write_state_dict,
+)
 
 PROG = 'jaxconv export'
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description='Write a run\'s weights as a torch state_dict (strict=True '
-                               'loadable by its torch twin).')
+        prog=prog,
+        description="Write a run's weights as a torch state_dict (strict=True "
+        'loadable by its torch twin).',
+    )
     parser.add_argument('run_dir', metavar='RUN_DIR', help='the run (a train.py --workdir)')
-    parser.add_argument('--out', required=True, metavar='FILE',
-                        help=f'output file: {", ".join(TORCH_SUFFIXES)} (torch.save, needs '
-                             f'torch) or {SAFETENSORS_SUFFIX} (no torch)')
-    parser.add_argument('--step', type=int, metavar='N',
-                        help='checkpoint step (default: the latest)')
+    parser.add_argument(
+        '--out',
+        required=True,
+        metavar='FILE',
+        help=f'output file: {", ".join(TORCH_SUFFIXES)} (torch.save, needs '
+        f'torch) or {SAFETENSORS_SUFFIX} (no torch)',
+    )
+    parser.add_argument(
+        '--step', type=int, metavar='N', help='checkpoint step (default: the latest)'
+    )
     return parser
 
 
@@ -38,10 +50,12 @@ def export(run_dir, out, step: int | None = None) -> str:
     state = state_dict(run.model)
     path = write_state_dict(state, out)
     c = run.config
-    return (f'wrote {len(state)} tensors of {c.arch} (checkpoint {run.step}) to {path}; load '
-            f'with parity.torch_model({c.arch!r}, num_classes={run.spec.num_classes}, '
-            f'in_channels={run.spec.image_shape[-1]}, image_size={c.image_size})'
-            f'.load_state_dict(..., strict=True)')
+    return (
+        f'wrote {len(state)} tensors of {c.arch} (checkpoint {run.step}) to {path}; load '
+        f'with parity.torch_model({c.arch!r}, num_classes={run.spec.num_classes}, '
+        f'in_channels={run.spec.image_shape[-1]}, image_size={c.image_size})'
+        f'.load_state_dict(..., strict=True)'
+    )
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:

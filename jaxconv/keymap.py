@@ -9,8 +9,8 @@ in-memory torch transfers on the same map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from flax import nnx
@@ -38,9 +38,13 @@ def _same(a: np.ndarray) -> np.ndarray:
 LAYER_KEYS: dict[type, list[tuple[str, str, Callable, Callable]]] = {
     L.Conv2d: [('weight', 'kernel', _conv_to_flax, _conv_to_torch), ('bias', 'bias', _same, _same)],
     L.Linear: [('weight', 'kernel', np.transpose, np.transpose), ('bias', 'bias', _same, _same)],
-    L.BatchNorm2d: [('weight', 'scale', _same, _same), ('bias', 'bias', _same, _same),
-                    ('running_mean', 'mean', _same, _same), ('running_var', 'var', _same, _same),
-                    ('num_batches_tracked', 'num_batches_tracked', _same, _same)],
+    L.BatchNorm2d: [
+        ('weight', 'scale', _same, _same),
+        ('bias', 'bias', _same, _same),
+        ('running_mean', 'mean', _same, _same),
+        ('running_var', 'var', _same, _same),
+        ('num_batches_tracked', 'num_batches_tracked', _same, _same),
+    ],
 }
 
 
@@ -64,8 +68,11 @@ def key_map(flax_module: nnx.Module) -> list[KeyMapEntry]:
                     var = getattr(layer, attr, None)
                     if var is None:  # e.g. a conv built with bias=False
                         continue
-                    entries.append(KeyMapEntry(f'{name}.{suffix}', f'{name}.{attr}', var,
-                                               to_flax, to_torch, layer))
+                    entries.append(
+                        KeyMapEntry(
+                            f'{name}.{suffix}', f'{name}.{attr}', var, to_flax, to_torch, layer
+                        )
+                    )
                 break
     return entries
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -46,7 +46,8 @@ def _pair(v: Pair) -> tuple[int, int]:
 # The parity report and the layer summary install a tap; normal use pays one context-var read.
 # --------------------------------------------------------------------------------------------
 _TAP: contextvars.ContextVar[Callable[[nnx.Module, Any], Any] | None] = contextvars.ContextVar(
-    'jaxconv_tap', default=None)
+    'jaxconv_tap', default=None
+)
 
 
 @contextlib.contextmanager
@@ -98,6 +99,7 @@ def _torch_uniform_bias(fan_in: int):
 
     def init(key, shape, dtype=jnp.float32):
         return _uniform(key, shape, bound, dtype)
+
     return init
 
 
@@ -123,12 +125,26 @@ class Conv2d(Layer):
     x: (N, H, W, in_channels) -> (N, H', W', out_channels).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Pair, stride: Pair = 1,
-                 padding: Pair = 0, dilation: Pair = 1, groups: int = 1, bias: bool = True, *,
-                 kernel_init=xavier_uniform, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Pair,
+        stride: Pair = 1,
+        padding: Pair = 0,
+        dilation: Pair = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        kernel_init=xavier_uniform,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f'in_channels={in_channels} and out_channels={out_channels} must '
-                             f'both be divisible by groups={groups}')
+            raise ValueError(
+                f'in_channels={in_channels} and out_channels={out_channels} must '
+                f'both be divisible by groups={groups}'
+            )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding, self.dilation = _pair(padding), _pair(dilation)
@@ -137,14 +153,23 @@ class Conv2d(Layer):
         shape = (kh, kw, in_channels // groups, out_channels)
         self.kernel = nnx.Param(kernel_init(rngs.params(), shape, dtype))
         fan_in = in_channels // groups * kh * kw
-        self.bias = nnx.Param(_torch_uniform_bias(fan_in)(rngs.params(), (out_channels,), dtype)) \
-            if bias else None
+        self.bias = (
+            nnx.Param(_torch_uniform_bias(fan_in)(rngs.params(), (out_channels,), dtype))
+            if bias
+            else None
+        )
 
     def forward(self, x):
         # Lowered per shape and per pass (forward / dx / dW): XLA:CPU's own convolution is
         # 100x slower on 2x2 maps, see ``jaxconv.conv_lowering``.
-        y = conv2d(x.astype(self.dtype), self.kernel[...], stride=self.stride,
-                   padding=self.padding, dilation=self.dilation, groups=self.groups)
+        y = conv2d(
+            x.astype(self.dtype),
+            self.kernel[...],
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+        )
         if self.bias is not None:
             y = y + self.bias[...]
         return y
@@ -153,17 +178,30 @@ class Conv2d(Layer):
 class Linear(Layer):
     """``torch.nn.Linear``; the kernel is stored (in, out), i.e. torch's weight transposed."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 kernel_init=xavier_uniform, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        kernel_init=xavier_uniform,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
         self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features), dtype))
-        self.bias = nnx.Param(_torch_uniform_bias(in_features)(rngs.params(), (out_features,),
-                                                               dtype)) if bias else None
+        self.bias = (
+            nnx.Param(_torch_uniform_bias(in_features)(rngs.params(), (out_features,), dtype))
+            if bias
+            else None
+        )
 
     def forward(self, x):
         if x.shape[-1] != self.in_features:
-            raise ValueError(f'Linear expects {self.in_features} input features, got '
-                             f'{x.shape[-1]} (input shape {tuple(x.shape)})')
+            raise ValueError(
+                f'Linear expects {self.in_features} input features, got '
+                f'{x.shape[-1]} (input shape {tuple(x.shape)})'
+            )
         y = x.astype(self.dtype) @ self.kernel[...]
         if self.bias is not None:
             y = y + self.bias[...]
@@ -179,8 +217,16 @@ class BatchNorm2d(Layer):
     round-trips exactly. Switched by ``model.train()`` / ``model.eval()`` (use_running_average).
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *,
-                 dtype=jnp.float32, use_running_average: bool = False, rngs: nnx.Rngs | None = None):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        *,
+        dtype=jnp.float32,
+        use_running_average: bool = False,
+        rngs: nnx.Rngs | None = None,
+    ):
         self.num_features, self.eps, self.momentum, self.dtype = num_features, eps, momentum, dtype
         self.use_running_average = use_running_average
         self.scale = nnx.Param(jnp.ones((num_features,), dtype))
@@ -199,8 +245,10 @@ class BatchNorm2d(Layer):
             axes = tuple(range(x.ndim - 1))
             n = math.prod(x.shape[a] for a in axes)
             if n < 2:
-                raise ValueError('BatchNorm2d in training mode needs more than 1 value per channel '
-                                 f'(got input shape {tuple(x.shape)}), as torch does')
+                raise ValueError(
+                    'BatchNorm2d in training mode needs more than 1 value per channel '
+                    f'(got input shape {tuple(x.shape)}), as torch does'
+                )
             mean = x.mean(axes)
             var = jnp.square(x - mean).mean(axes)  # two-pass, as torch: no E[x²]-E[x]² cancellation
             m = self.momentum
@@ -221,8 +269,10 @@ def _pool_geometry(size: int, k: int, s: int, p: int, ceil_mode: bool) -> tuple[
     inside the input or its left padding (torch drops it otherwise).
     """
     if p > k // 2:
-        raise ValueError(f'pad should be at most half of effective kernel size, got pad={p}, '
-                         f'kernel_size={k} (torch raises the same)')
+        raise ValueError(
+            f'pad should be at most half of effective kernel size, got pad={p}, '
+            f'kernel_size={k} (torch raises the same)'
+        )
     span = size + 2 * p - k
     # torch: div_rtn(span + (s-1 if ceil_mode else 0), s) + 1 (floor division), so a ceil_mode
     # window may overhang a too-small input by up to s - 1 cells.
@@ -236,8 +286,13 @@ def _pool_geometry(size: int, k: int, s: int, p: int, ceil_mode: bool) -> tuple[
 
 
 class _Pool2d(Layer):
-    def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
-                 ceil_mode: bool = False):
+    def __init__(
+        self,
+        kernel_size: Pair,
+        stride: Pair | None = None,
+        padding: Pair = 0,
+        ceil_mode: bool = False,
+    ):
         self.kernel_size = _pair(kernel_size)
         # torch: stride defaults to the kernel size (lax/Flax default to 1).
         self.stride = _pair(stride) if stride is not None else self.kernel_size
@@ -252,8 +307,9 @@ class _Pool2d(Layer):
         return pads
 
     def _reduce(self, x, init, op, pads):
-        return jax.lax.reduce_window(x, init, op, (1, *self.kernel_size, 1), (1, *self.stride, 1),
-                                     [(0, 0), *pads, (0, 0)])
+        return jax.lax.reduce_window(
+            x, init, op, (1, *self.kernel_size, 1), (1, *self.stride, 1), [(0, 0), *pads, (0, 0)]
+        )
 
 
 class MaxPool2d(_Pool2d):
@@ -277,8 +333,14 @@ class AvgPool2d(_Pool2d):
     unpadded input (False); the extra high-side padding ceil_mode adds is never counted.
     """
 
-    def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True):
+    def __init__(
+        self,
+        kernel_size: Pair,
+        stride: Pair | None = None,
+        padding: Pair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = count_include_pad
 
@@ -291,8 +353,9 @@ class AvgPool2d(_Pool2d):
         # padded input (count_include_pad) or to the input; separable in H and W. Plain numpy:
         # the geometry is static, so this stays a constant under jit.
         counts = []
-        for size, k, s, (lo, _), out in zip(x.shape[1:3], self.kernel_size, self.stride, pads,
-                                             total.shape[1:3]):
+        for size, k, s, (lo, _), out in zip(
+            x.shape[1:3], self.kernel_size, self.stride, pads, total.shape[1:3]
+        ):
             start = np.arange(out) * s - lo
             low, high = (-lo, size + lo) if self.count_include_pad else (0, size)
             counts.append(np.minimum(start + k, high) - np.maximum(start, low))
@@ -302,8 +365,9 @@ class AvgPool2d(_Pool2d):
 
 def adaptive_bins(in_size: int, out_size: int) -> list[tuple[int, int]]:
     """torch's AdaptiveAvgPool bins: [floor(i·in/out), ceil((i+1)·in/out))."""
-    return [((i * in_size) // out_size, -(-((i + 1) * in_size) // out_size))
-            for i in range(out_size)]
+    return [
+        ((i * in_size) // out_size, -(-((i + 1) * in_size) // out_size)) for i in range(out_size)
+    ]
 
 
 def _bin_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -378,7 +442,9 @@ class Dropout(Layer):
     in torch.
     """
 
-    def __init__(self, p: float = 0.5, *, deterministic: bool = False, rngs: nnx.Rngs | None = None):
+    def __init__(
+        self, p: float = 0.5, *, deterministic: bool = False, rngs: nnx.Rngs | None = None
+    ):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f'dropout probability must be in [0, 1], got {p}')
         self.p = p
@@ -432,8 +498,9 @@ def named_layers(module: nnx.Module, prefix: str = '') -> list[tuple[str, nnx.Mo
             return
         if isinstance(obj, nnx.Module):
             for attr, child in vars(obj).items():
-                if attr.startswith('_') or not isinstance(child, (nnx.Module, nnx.List, list,
-                                                                  tuple)):
+                if attr.startswith('_') or not isinstance(
+                    child, (nnx.Module, nnx.List, list, tuple)
+                ):
                     continue
                 visit(child, f'{name}.{attr}' if name else attr)
 

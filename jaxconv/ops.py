@@ -23,14 +23,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 __all__ = [
-    "softmax",
-    "corr2d",
-    "corr2d_multi_in",
-    "corr2d_multi_in_out",
-    "corr2d_multi_in_out_1x1",
-    "pool2d",
-    "Conv2D",
-    "learn_kernel",
+    'softmax',
+    'corr2d',
+    'corr2d_multi_in',
+    'corr2d_multi_in_out',
+    'corr2d_multi_in_out_1x1',
+    'pool2d',
+    'Conv2D',
+    'learn_kernel',
 ]
 
 
@@ -61,11 +61,11 @@ def corr2d(X, K):
     h, w = K.shape
     out_h, out_w = X.shape[0] - h + 1, X.shape[1] - w + 1
     if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"kernel {K.shape} is larger than input {X.shape}")
+        raise ValueError(f'kernel {K.shape} is larger than input {X.shape}')
     Y = None
     for i in range(h):
         for j in range(w):
-            term = K[i, j] * X[i:i + out_h, j:j + out_w]
+            term = K[i, j] * X[i : i + out_h, j : j + out_w]
             Y = term if Y is None else Y + term
     return Y
 
@@ -80,7 +80,7 @@ def corr2d_multi_in(X, K):
     X = jnp.asarray(X)
     K = jnp.asarray(K)
     if X.shape[0] != K.shape[0]:
-        raise ValueError(f"channel mismatch: X {X.shape}, K {K.shape}")
+        raise ValueError(f'channel mismatch: X {X.shape}, K {K.shape}')
     return jnp.sum(jax.vmap(corr2d)(X, K), axis=0)
 
 
@@ -114,7 +114,7 @@ def corr2d_multi_in_out_1x1(X, K):
     return Y.reshape((c_o, h, w))
 
 
-def pool2d(X, pool_size, mode="max"):
+def pool2d(X, pool_size, mode='max'):
     """2-D max or average pooling of ``X`` (h, w), stride 1, no padding.
 
     ``pool_size`` is (p_h, p_w); returns (h - p_h + 1, w - p_w + 1).  Pooling
@@ -123,17 +123,17 @@ def pool2d(X, pool_size, mode="max"):
     shifted views of X are stacked and reduced along the new axis.  Under
     ``jax.jit`` pass ``pool_size`` and ``mode`` as static arguments.
     """
-    if mode not in ("max", "avg"):
+    if mode not in ('max', 'avg'):
         raise ValueError(f"unknown pooling mode {mode!r}; expected 'max' or 'avg'")
     X = jnp.asarray(X)
     p_h, p_w = pool_size
     out_h, out_w = X.shape[0] - p_h + 1, X.shape[1] - p_w + 1
     if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"pool size {tuple(pool_size)} is larger than input {X.shape}")
+        raise ValueError(f'pool size {tuple(pool_size)} is larger than input {X.shape}')
     windows = jnp.stack(
-        [X[i:i + out_h, j:j + out_w] for i in range(p_h) for j in range(p_w)], axis=0
+        [X[i : i + out_h, j : j + out_w] for i in range(p_h) for j in range(p_w)], axis=0
     )
-    if mode == "max":
+    if mode == 'max':
         return jnp.max(windows, axis=0)
     return jnp.mean(windows, axis=0)
 
@@ -160,7 +160,7 @@ def _sq_error(K, X, Y):
     return jnp.sum((corr2d(X, K) - Y) ** 2)
 
 
-@partial(jax.jit, static_argnames=("steps",))
+@partial(jax.jit, static_argnames=('steps',))
 def _descend(K, X, Y, lr, steps):
     """``steps`` of plain gradient descent; returns (K, loss before each step)."""
 
@@ -194,11 +194,11 @@ def learn_kernel(X, Y, kernel_shape=(1, 2), lr=3e-2, steps=10, key=None, *, init
     if init is not None:
         K0 = jnp.asarray(init, dtype=jnp.float32)
         if K0.shape != kernel_shape:
-            raise ValueError(f"init has shape {K0.shape}, expected {kernel_shape}")
+            raise ValueError(f'init has shape {K0.shape}, expected {kernel_shape}')
     else:
         if key is None:
             key = jax.random.key(0)
         bound = 1.0 / math.sqrt(math.prod(kernel_shape))
         K0 = jax.random.uniform(key, kernel_shape, minval=-bound, maxval=bound)
     K, losses = _descend(K0, X, Y, jnp.float32(lr), int(steps))
-    return K, [float(l) for l in losses]
+    return K, [float(loss) for loss in losses]

@@ -27,8 +27,9 @@ PROG = 'jaxconv predict'
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description='Top-k classes of image files under '
-                                                            "a run's checkpoint.")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Top-k classes of image files under a run's checkpoint."
+    )
     add = parser.add_argument
     add('run_dir', metavar='RUN_DIR', help='the run (a train.py --workdir)')
     add('images', nargs='+', metavar='IMAGE', help='image files (any format PIL reads)')
@@ -104,12 +105,22 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         print(f'{prog}: {e}', file=sys.stderr)
         return 1
     results, errors = predict(run, args.images, args.top_k)
-    for path, reason in errors.items():
+    for reason in errors.values():
         print(f'{prog}: {reason}', file=sys.stderr)
     if args.json:
-        print(json.dumps({'run_dir': str(run.path), 'step': run.step, 'predictions': [
-            {'image': path, 'top_k': [{'class': c, 'probability': p} for c, p in top]}
-            for path, top in results.items()], 'errors': errors}))
+        print(
+            json.dumps(
+                {
+                    'run_dir': str(run.path),
+                    'step': run.step,
+                    'predictions': [
+                        {'image': path, 'top_k': [{'class': c, 'probability': p} for c, p in top]}
+                        for path, top in results.items()
+                    ],
+                    'errors': errors,
+                }
+            )
+        )
     else:
         for path, top in results.items():
             print(f'{path}: ' + ', '.join(f'{c} {p:.4f}' for c, p in top))

@@ -39,8 +39,16 @@ def list_models(pattern: str = '*') -> list[str]:
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
-def create_model(name: str, *, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-                 rngs: nnx.Rngs | None = None, dtype=jnp.float32, **kw) -> nnx.Module:
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: int = 32,
+    rngs: nnx.Rngs | None = None,
+    dtype=jnp.float32,
+    **kw,
+) -> nnx.Module:
     """Build the registered model ``name``; ``model(x)`` maps (N, H, W, C) to (N, num_classes).
 
     ``dtype=jnp.float64`` builds float64 parameters and computation (needs
@@ -49,23 +57,36 @@ def create_model(name: str, *, num_classes: int = 10, in_channels: int = 3, imag
     _ensure_loaded()
     if name not in _MODELS:
         raise ValueError(f'unknown model {name!r}; choose one of: {", ".join(sorted(_MODELS))}')
-    for arg, value in (('num_classes', num_classes), ('in_channels', in_channels),
-                       ('image_size', image_size)):
+    for arg, value in (
+        ('num_classes', num_classes),
+        ('in_channels', in_channels),
+        ('image_size', image_size),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f'{arg} must be a positive integer, got {value!r}')
     dtype = jnp.dtype(dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jax_enable_x64: call "
-                         "jax.config.update('jax_enable_x64', True) first")
+        raise ValueError(
+            'dtype=float64 needs jax_enable_x64: call '
+            "jax.config.update('jax_enable_x64', True) first"
+        )
     if rngs is None:
         rngs = nnx.Rngs(0)
-    return _MODELS[name](arch=name, num_classes=num_classes, in_channels=in_channels,
-                         image_size=image_size, rngs=rngs, dtype=dtype, **kw)
+    return _MODELS[name](
+        arch=name,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        rngs=rngs,
+        dtype=dtype,
+        **kw,
+    )
 
 
 def min_image_size(name: str, *, in_channels: int = 3) -> int:
     """The smallest ``image_size`` that ``create_model(name)`` accepts."""
     from jaxconv.models.base import ImageSizeError
+
     try:
         create_model(name, image_size=1, in_channels=in_channels, num_classes=2)
     except ImageSizeError as e:

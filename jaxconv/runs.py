@@ -64,20 +64,24 @@ def read_spec(run_dir: str | os.PathLike, config: TrainConfig) -> DatasetSpec:
         saved = None
     if isinstance(saved, dict):
         known = DatasetSpec.__dataclass_fields__
-        return DatasetSpec(**{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in saved.items() if k in known})
+        return DatasetSpec(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known}
+        )
     if config.dataset not in DATASETS:
-        raise RunError(f'{run_dir}: config.json records no dataset spec for '
-                       f'{config.dataset!r}')
+        raise RunError(f'{run_dir}: config.json records no dataset spec for {config.dataset!r}')
     return DATASETS[config.dataset]
 
 
 def build_model(config: TrainConfig, spec: DatasetSpec) -> nnx.Module:
     """The run's model with fresh parameters, shaped as ``fit`` built it."""
-    return create_model(config.arch, num_classes=spec.num_classes,
-                        in_channels=spec.image_shape[-1], image_size=config.image_size,
-                        rngs=nnx.Rngs(params=config.seed, dropout=config.seed),
-                        dtype=jnp.dtype(config.dtype))
+    return create_model(
+        config.arch,
+        num_classes=spec.num_classes,
+        in_channels=spec.image_shape[-1],
+        image_size=config.image_size,
+        rngs=nnx.Rngs(params=config.seed, dropout=config.seed),
+        dtype=jnp.dtype(config.dtype),
+    )
 
 
 def _value(tree: Any, path: tuple) -> np.ndarray:
@@ -96,11 +100,14 @@ def fill_model(model: nnx.Module, saved_state: dict[str, Any]) -> None:
             try:
                 value = _value(saved_state[collection], path)
             except (KeyError, TypeError):
-                raise RunError(f'the checkpoint has no {collection} '
-                               f'{".".join(map(str, path))}') from None
+                raise RunError(
+                    f'the checkpoint has no {collection} {".".join(map(str, path))}'
+                ) from None
             if value.shape != var[...].shape:
-                raise RunError(f'checkpoint {collection} {".".join(map(str, path))} is '
-                               f'{value.shape}, the model wants {var[...].shape}')
+                raise RunError(
+                    f'checkpoint {collection} {".".join(map(str, path))} is '
+                    f'{value.shape}, the model wants {var[...].shape}'
+                )
             var[...] = jnp.asarray(value, dtype=var[...].dtype)
 
 
@@ -110,6 +117,7 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> LoadedRun:
     config = read_config(path)
     if config.dtype == 'float64':
         import jax
+
         jax.config.update('jax_enable_x64', True)
     spec = read_spec(path, config)
     model = build_model(config, spec)
@@ -121,18 +129,23 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> LoadedRun:
         if step is None:
             step = max(steps)
         elif step not in steps:
-            raise RunError(f'{path} has no checkpoint {step}; it has '
-                           f'{", ".join(map(str, sorted(steps)))}')
+            raise RunError(
+                f'{path} has no checkpoint {step}; it has {", ".join(map(str, sorted(steps)))}'
+            )
         problem = checkpoints.damage(step)
         if problem:
             intact = [s for s in sorted(steps) if s != step and not checkpoints.damage(s)]
-            raise RunError(f'checkpoint {step} in {path} is damaged ({problem}); '
-                           + (f'intact: {", ".join(map(str, intact))} (pass --step)' if intact
-                              else 'no other checkpoint is intact'))
+            raise RunError(
+                f'checkpoint {step} in {path} is damaged ({problem}); '
+                + (
+                    f'intact: {", ".join(map(str, intact))} (pass --step)'
+                    if intact
+                    else 'no other checkpoint is intact'
+                )
+            )
         state, _ = checkpoints.restore(step)
     finally:
         checkpoints.close()
     fill_model(model, state)
     model.eval()
-    return LoadedRun(path, config, spec, model, step,
-                     Path(checkpoints.directory) / str(step))
+    return LoadedRun(path, config, spec, model, step, Path(checkpoints.directory) / str(step))

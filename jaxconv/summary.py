@@ -18,10 +18,10 @@ from jaxconv.layers import named_layers, tap
 
 @dataclass(frozen=True)
 class LayerRow:
-    name: str          # torch-style dotted name, e.g. 'net.3'
-    kind: str          # class name, e.g. 'Conv2d', 'Sequential'
-    shape: tuple       # output shape, NHWC for feature maps
-    params: int        # trainable parameters inside this layer
+    name: str  # torch-style dotted name, e.g. 'net.3'
+    kind: str  # class name, e.g. 'Conv2d', 'Sequential'
+    shape: tuple  # output shape, NHWC for feature maps
+    params: int  # trainable parameters inside this layer
 
     def torch_shape(self) -> tuple:
         """The shape as torch prints it (NCHW for feature maps)."""
@@ -58,14 +58,22 @@ def layer_rows(model, input_shape, *, leaves: bool = False, dtype=jnp.float32) -
         if top is not None:
             for (name, _), layer in zip(top, copy.net.layers):
                 x = layer(x)
-                rows.append(LayerRow(name, type(layer).__name__, tuple(x.shape),
-                                     count_params(layer)))
+                rows.append(
+                    LayerRow(name, type(layer).__name__, tuple(x.shape), count_params(layer))
+                )
             return x
         copy_names = {id(layer): name for name, layer in named_layers(copy)}
 
         def record(layer, y):
-            rows.append(LayerRow(copy_names.get(id(layer), '?'), type(layer).__name__,
-                                 tuple(y.shape), count_params(layer)))
+            rows.append(
+                LayerRow(
+                    copy_names.get(id(layer), '?'),
+                    type(layer).__name__,
+                    tuple(y.shape),
+                    count_params(layer),
+                )
+            )
+
         with tap(record):
             return copy(x)
 
@@ -74,8 +82,9 @@ def layer_rows(model, input_shape, *, leaves: bool = False, dtype=jnp.float32) -
     return rows
 
 
-def layer_summary(model, input_shape, *, leaves: bool = False, channels_first: bool = True,
-                  print_fn=print) -> list[LayerRow]:
+def layer_summary(
+    model, input_shape, *, leaves: bool = False, channels_first: bool = True, print_fn=print
+) -> list[LayerRow]:
     """Print the layer table (shapes in torch's NCHW order by default, like the notes)."""
     rows = layer_rows(model, input_shape, leaves=leaves)
     width = max(len(r.kind) for r in rows) + 2

@@ -55,19 +55,22 @@ def state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
 def head_layers(model: nnx.Module) -> list[nnx.Module]:
     """The classifier head: the model's last Conv2d/Linear, plus every other Linear producing
     ``num_classes`` outputs (GoogLeNet's auxiliary classifiers)."""
-    layers = [layer for _, layer in L.named_layers(model)
-              if isinstance(layer, (L.Conv2d, L.Linear))]
+    layers = [
+        layer for _, layer in L.named_layers(model) if isinstance(layer, (L.Conv2d, L.Linear))
+    ]
     if not layers:
         return []
     last = layers[-1]
     width = last.out_features if isinstance(last, L.Linear) else last.out_channels
-    return [layer for layer in layers if layer is last
-            or (isinstance(layer, L.Linear) and layer.out_features == width)]
+    return [
+        layer
+        for layer in layers
+        if layer is last or (isinstance(layer, L.Linear) and layer.out_features == width)
+    ]
 
 
 def first_conv(model: nnx.Module) -> L.Conv2d | None:
-    return next((layer for _, layer in L.named_layers(model) if isinstance(layer, L.Conv2d)),
-                None)
+    return next((layer for _, layer in L.named_layers(model) if isinstance(layer, L.Conv2d)), None)
 
 
 def adapt_input_conv(weight: np.ndarray, in_channels: int) -> np.ndarray:
@@ -90,14 +93,17 @@ def adapt_input_conv(weight: np.ndarray, in_channels: int) -> np.ndarray:
             w = w.sum(axis=1, keepdims=True)
     elif in_channels != old:
         if old != 3:
-            raise TransferError(f'cannot adapt a {old}-channel first conv to {in_channels} '
-                                f'channels (only RGB weights are repeated)')
+            raise TransferError(
+                f'cannot adapt a {old}-channel first conv to {in_channels} '
+                f'channels (only RGB weights are repeated)'
+            )
         w = np.tile(w, (1, math.ceil(in_channels / 3), 1, 1))[:, :in_channels] * (3 / in_channels)
     return w.astype(dtype)
 
 
-def load_state_dict(model: nnx.Module, state: dict[str, np.ndarray], *,
-                    what: str = 'the weights') -> list[str]:
+def load_state_dict(
+    model: nnx.Module, state: dict[str, np.ndarray], *, what: str = 'the weights'
+) -> list[str]:
     """Copy the torch ``state`` into ``model`` (in place); returns one line per adaptation.
 
     A head weight or bias whose class count differs keeps the model's initialisation; a first
@@ -119,8 +125,10 @@ def load_state_dict(model: nnx.Module, state: dict[str, np.ndarray], *,
         if source.shape != want:
             fix = _adaptation(e, source, want, head, conv)
             if fix is None:
-                problems.append(f'{e.torch_key}: {tuple(source.shape)} in {what} does not fit '
-                                f'{e.flax_path} {want}')
+                problems.append(
+                    f'{e.torch_key}: {tuple(source.shape)} in {what} does not fit '
+                    f'{e.flax_path} {want}'
+                )
                 continue
             line, value = fix
             adaptations.append(f'{e.torch_key}: {line}')
@@ -130,11 +138,15 @@ def load_state_dict(model: nnx.Module, state: dict[str, np.ndarray], *,
             value = e.to_flax(source)
         writes.append((e.variable, jnp.array(value, dtype=target.dtype, copy=True)))
     used = {e.torch_key for e in entries}
-    problems += [f'unexpected key {k} {tuple(np.shape(v))}' for k, v in state.items()
-                 if k not in used]
+    problems += [
+        f'unexpected key {k} {tuple(np.shape(v))}' for k, v in state.items() if k not in used
+    ]
     mapped = {id(e.variable) for e in entries}
-    problems += [f'model variable {p} has no torch key' for p, v in flax_variables(model).items()
-                 if id(v) not in mapped]
+    problems += [
+        f'model variable {p} has no torch key'
+        for p, v in flax_variables(model).items()
+        if id(v) not in mapped
+    ]
     check(problems, f'{what} do not fit {type(model).__name__}')
     for var, value in writes:
         var[...] = value
@@ -145,19 +157,30 @@ def _torch_shape(e: KeyMapEntry, target) -> tuple[int, ...]:
     return tuple(e.to_torch(np.zeros(target.shape, np.int8)).shape)
 
 
-def _adaptation(e: KeyMapEntry, source: np.ndarray, want: tuple[int, ...], head: set[int],
-                conv: L.Conv2d | None):
+def _adaptation(
+    e: KeyMapEntry, source: np.ndarray, want: tuple[int, ...], head: set[int], conv: L.Conv2d | None
+):
     """``(report line, value or None to keep the initialisation)``, or None: not adaptable.
     ``want`` is the model's shape in torch's layout."""
     if id(e.layer) in head and source.ndim == len(want) and source.shape[1:] == want[1:]:
-        return (f'head re-initialised for {want[0]} classes (the weights have '
-                f'{source.shape[0]})', None)
-    if (e.layer is conv and e.torch_key.endswith('.weight') and conv.groups == 1
-            and source.ndim == 4 and source.shape[0] == want[0] and source.shape[2:] == want[2:]):
+        return (
+            f'head re-initialised for {want[0]} classes (the weights have {source.shape[0]})',
+            None,
+        )
+    if (
+        e.layer is conv
+        and e.torch_key.endswith('.weight')
+        and conv.groups == 1
+        and source.ndim == 4
+        and source.shape[0] == want[0]
+        and source.shape[2:] == want[2:]
+    ):
         adapted = adapt_input_conv(source, want[1])
         how = 'summed over' if want[1] == 1 else 'repeated and rescaled from'
-        return (f'first conv adapted to {want[1]} input channel(s) ({how} '
-                f'{source.shape[1]})', e.to_flax(adapted))
+        return (
+            f'first conv adapted to {want[1]} input channel(s) ({how} {source.shape[1]})',
+            e.to_flax(adapted),
+        )
     return None
 
 
@@ -185,13 +208,16 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return _read_safetensors(path)
     if path.suffix in TORCH_SUFFIXES:
         return _read_torch(path)
-    raise WeightFileError(f'{path}: unknown weight format {path.suffix!r}; expected '
-                          f'{", ".join(TORCH_SUFFIXES)} (torch.save) or {SAFETENSORS_SUFFIX}')
+    raise WeightFileError(
+        f'{path}: unknown weight format {path.suffix!r}; expected '
+        f'{", ".join(TORCH_SUFFIXES)} (torch.save) or {SAFETENSORS_SUFFIX}'
+    )
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
+
     try:
         return dict(load_file(str(path)))
     except (SafetensorError, OSError, ValueError) as e:
@@ -202,22 +228,30 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError:
-        raise WeightFileError(f'{path}: reading a torch file needs torch; convert it to '
-                              f'{SAFETENSORS_SUFFIX} or install torch') from None
+        raise WeightFileError(
+            f'{path}: reading a torch file needs torch; convert it to '
+            f'{SAFETENSORS_SUFFIX} or install torch'
+        ) from None
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError ... here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightFileError(f'{path}: not a state_dict torch can load with weights_only=True '
-                              f'(pickled code or a damaged file are refused): {first}') from None
+        raise WeightFileError(
+            f'{path}: not a state_dict torch can load with weights_only=True '
+            f'(pickled code or a damaged file are refused): {first}'
+        ) from None
     if not isinstance(obj, dict):
-        raise WeightFileError(f'{path}: holds a {type(obj).__name__}, not a state_dict '
-                              f'(save model.state_dict(), not the model)')
+        raise WeightFileError(
+            f'{path}: holds a {type(obj).__name__}, not a state_dict '
+            f'(save model.state_dict(), not the model)'
+        )
     bad = [str(k) for k, v in obj.items() if not (isinstance(k, str) and torch.is_tensor(v))]
     if bad:
         more = ' ...' if len(bad) > 10 else ''
-        raise WeightFileError(f'{path}: not a state_dict of tensors; {len(bad)} entr(y/ies) are '
-                              f'not tensors: {", ".join(bad[:10])}{more}')
+        raise WeightFileError(
+            f'{path}: not a state_dict of tensors; {len(bad)} entr(y/ies) are '
+            f'not tensors: {", ".join(bad[:10])}{more}'
+        )
     return {k: v.detach().cpu().numpy().copy() for k, v in obj.items()}
 
 
@@ -228,12 +262,16 @@ def write_state_dict(state: dict[str, np.ndarray], path: str | os.PathLike) -> P
     tmp = path.with_name(path.name + '.tmp')
     if path.suffix == SAFETENSORS_SUFFIX:
         from safetensors.numpy import save_file
+
         save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp))
     elif path.suffix in TORCH_SUFFIXES:
         import torch
+
         torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, tmp)
     else:
-        raise WeightFileError(f'{path}: unknown weight format {path.suffix!r}; use '
-                              f'{", ".join(TORCH_SUFFIXES)} or {SAFETENSORS_SUFFIX}')
+        raise WeightFileError(
+            f'{path}: unknown weight format {path.suffix!r}; use '
+            f'{", ".join(TORCH_SUFFIXES)} or {SAFETENSORS_SUFFIX}'
+        )
     os.replace(tmp, path)
     return path

@@ -5,4 +5,4 @@ from parity.twins import list_twins, torch_model
 
 __all__ = ['TransferError', 'key_map', 'list_twins', 'to_flax', 'to_torch', 'torch_model']
 
-import parity.tv  # noqa: F401,E402  (registers the tv_* twins)
+import parity.tv  # noqa: F401  (registers the tv_* twins)

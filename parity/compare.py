@@ -38,8 +38,17 @@ from flax import nnx
 
 from jaxconv.training import steps as train_steps
 from parity import execute
-from parity.metrics import (FLOAT64_BOUNDS, Figure, Report, float32_bound, max_abs,
-                            max_abs_diff, relative_error, set_relative_errors, set_scale_floor)
+from parity.metrics import (
+    FLOAT64_BOUNDS,
+    Figure,
+    Report,
+    float32_bound,
+    max_abs,
+    max_abs_diff,
+    relative_error,
+    set_relative_errors,
+    set_scale_floor,
+)
 from parity.optimizers import OptimizerCase, optimizer_case
 from parity.pair import ModelPair, make_pair, parity_profile  # noqa: F401  (re-exported)
 from parity.precision import with_exact_numerics
@@ -50,8 +59,16 @@ DROPOUT_MODES = ('off', 'shared')
 # --------------------------------------------------------------------------------------------
 # Judging: one quantity, or a set of tensors, against the reference
 # --------------------------------------------------------------------------------------------
-def judge(name: str, jax_value, torch_value, judge_value, *, kind: str, dtype: str,
-          scale: float | None = None) -> Figure:
+def judge(
+    name: str,
+    jax_value,
+    torch_value,
+    judge_value,
+    *,
+    kind: str,
+    dtype: str,
+    scale: float | None = None,
+) -> Figure:
     """Figure for one quantity computed by jaxconv, torch (same dtype) and the float64 judge.
 
     float64: the judge is torch itself and the bound is ``FLOAT64_BOUNDS[kind]``. float32: the
@@ -60,42 +77,78 @@ def judge(name: str, jax_value, torch_value, judge_value, *, kind: str, dtype: s
     jax_value, torch_value = np.asarray(jax_value), np.asarray(torch_value)
     diff = max_abs_diff(jax_value, torch_value)
     if dtype == 'float64':
-        return Figure(name, jax_value.shape, diff, relative_error(jax_value, torch_value, scale),
-                      FLOAT64_BOUNDS[kind])
+        return Figure(
+            name,
+            jax_value.shape,
+            diff,
+            relative_error(jax_value, torch_value, scale),
+            FLOAT64_BOUNDS[kind],
+        )
     torch_error = relative_error(torch_value, judge_value, scale)
-    return Figure(name, jax_value.shape, diff, relative_error(jax_value, judge_value, scale),
-                  float32_bound(torch_error), torch_error)
+    return Figure(
+        name,
+        jax_value.shape,
+        diff,
+        relative_error(jax_value, judge_value, scale),
+        float32_bound(torch_error),
+        torch_error,
+    )
 
 
-def judge_set(jax_set: Mapping[str, np.ndarray], torch_set: Mapping[str, np.ndarray],
-              judge_values: Mapping[str, np.ndarray], *, kind: str, dtype: str,
-              prefix: str = '') -> list[Figure]:
+def judge_set(
+    jax_set: Mapping[str, np.ndarray],
+    torch_set: Mapping[str, np.ndarray],
+    judge_values: Mapping[str, np.ndarray],
+    *,
+    kind: str,
+    dtype: str,
+    prefix: str = '',
+) -> list[Figure]:
     """Figures for a set of tensors (gradients, parameters), each scaled by
     max(max|ref_t|, 1e-3·max|ref| over the set) with ref the float64 result."""
     reference = judge_values if dtype == 'float32' else torch_set
     for other in (jax_set, torch_set):
         set_relative_errors(other, reference)  # raises when the keys differ
     floor = set_scale_floor(reference)
-    return [judge(prefix + key, jax_set[key], torch_set[key], judge_values[key], kind=kind,
-                  dtype=dtype, scale=max(max_abs(reference[key]), floor))
-            for key in reference]
+    return [
+        judge(
+            prefix + key,
+            jax_set[key],
+            torch_set[key],
+            judge_values[key],
+            kind=kind,
+            dtype=dtype,
+            scale=max(max_abs(reference[key]), floor),
+        )
+        for key in reference
+    ]
 
 
 def judge_heads(jax_heads, torch_heads, judge_heads_, *, dtype: str) -> list[Figure]:
     """One figure per output head ('logits', and GoogLeNet's auxiliary heads)."""
     if set(jax_heads) != set(torch_heads):
-        raise ValueError(f'the models return different outputs: jaxconv {sorted(jax_heads)}, '
-                         f'torch {sorted(torch_heads)}')
-    return [judge(name, jax_heads[name], torch_heads[name], judge_heads_[name], kind='forward',
-                  dtype=dtype) for name in torch_heads]
+        raise ValueError(
+            f'the models return different outputs: jaxconv {sorted(jax_heads)}, '
+            f'torch {sorted(torch_heads)}'
+        )
+    return [
+        judge(
+            name,
+            jax_heads[name],
+            torch_heads[name],
+            judge_heads_[name],
+            kind='forward',
+            dtype=dtype,
+        )
+        for name in torch_heads
+    ]
 
 
-def _inputs(pair: ModelPair, batch_size: int | None, seed: int, dropout: str,
-            mode: str = 'train'):
+def _inputs(pair: ModelPair, batch_size: int | None, seed: int, dropout: str, mode: str = 'train'):
     if dropout not in DROPOUT_MODES:
         raise ValueError(f'dropout must be one of {DROPOUT_MODES}, got {dropout!r}')
     if dropout == 'shared' and mode != 'train':
-        raise ValueError("dropout masks apply in train mode only (eval mode has no dropout)")
+        raise ValueError('dropout masks apply in train mode only (eval mode has no dropout)')
     batch_size = batch_size or pair.batch_size
     x, labels = pair.batch(batch_size, seed)
     masks = pair.dropout_masks(batch_size, seed) if dropout == 'shared' else {}
@@ -116,8 +169,7 @@ def _size(pair: ModelPair, batch: np.ndarray) -> str:
 def _flax_forward(pair: ModelPair, x, masks, record=False):
     graphdef, state = nnx.split(pair.flax)
     heads, new_state, outputs = execute.flax_forward(graphdef, state, x, masks, record=record)
-    return ({k: np.asarray(v) for k, v in heads.items()}, nnx.merge(graphdef, new_state),
-            outputs)
+    return ({k: np.asarray(v) for k, v in heads.items()}, nnx.merge(graphdef, new_state), outputs)
 
 
 def _torch_forward(model, x, masks, record=None):
@@ -130,15 +182,22 @@ def _torch_forward(model, x, masks, record=None):
 
 
 @with_exact_numerics
-def forward_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
-                 dropout: str = 'off', mode: str = 'eval') -> Report:
+def forward_diff(
+    pair: ModelPair,
+    *,
+    batch_size: int | None = None,
+    seed: int = 0,
+    dropout: str = 'off',
+    mode: str = 'eval',
+) -> Report:
     """The outputs of both models on the same batch (eval mode unless ``mode='train'``)."""
     return _step_diff(pair, batch_size, seed, dropout, mode, with_buffers=False)
 
 
 @with_exact_numerics
-def train_step_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
-                    dropout: str = 'off') -> Report:
+def train_step_diff(
+    pair: ModelPair, *, batch_size: int | None = None, seed: int = 0, dropout: str = 'off'
+) -> Report:
     """Train mode: the outputs, and every BatchNorm buffer (running mean, torch's unbiased
     running variance, num_batches_tracked) after the step. Neither model's state changes."""
     return _step_diff(pair, batch_size, seed, dropout, 'train', with_buffers=True)
@@ -149,22 +208,38 @@ def _step_diff(pair, batch_size, seed, dropout, mode, with_buffers) -> Report:
     x, _, masks = _inputs(pair, batch_size, seed, dropout, mode)
     jax_heads, new_flax, _ = _flax_forward(pair, x, masks)
     torch_heads, _, torch_buffers = _torch_forward(pair.torch, x, masks)
-    judge_heads_, _, judge_buffers = (_torch_forward(pair.torch_judge, _as_f64(x), masks)
-                                      if pair.dtype == 'float32' else
-                                      (torch_heads, None, torch_buffers))
-    report = Report(f'{pair.arch} {mode}-mode forward, {_size(pair, x)}, dropout {dropout}',
-                    'forward', pair.dtype)
+    judge_heads_, _, judge_buffers = (
+        _torch_forward(pair.torch_judge, _as_f64(x), masks)
+        if pair.dtype == 'float32'
+        else (torch_heads, None, torch_buffers)
+    )
+    report = Report(
+        f'{pair.arch} {mode}-mode forward, {_size(pair, x)}, dropout {dropout}',
+        'forward',
+        pair.dtype,
+    )
     report.figures += judge_heads(jax_heads, torch_heads, judge_heads_, dtype=pair.dtype)
     if with_buffers:
         flax_state = execute.flax_state_as_torch(new_flax)
-        report.figures += judge_set({k: flax_state[k] for k in torch_buffers}, torch_buffers,
-                                    judge_buffers, kind='forward', dtype=pair.dtype)
+        report.figures += judge_set(
+            {k: flax_state[k] for k in torch_buffers},
+            torch_buffers,
+            judge_buffers,
+            kind='forward',
+            dtype=pair.dtype,
+        )
     return report
 
 
 @with_exact_numerics
-def layer_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
-               dropout: str = 'off', mode: str = 'eval') -> Report:
+def layer_diff(
+    pair: ModelPair,
+    *,
+    batch_size: int | None = None,
+    seed: int = 0,
+    dropout: str = 'off',
+    mode: str = 'eval',
+) -> Report:
     """One row per layer output, in execution order, each relative to its own largest value,
     then the model's outputs ('logits', ...).
 
@@ -180,9 +255,12 @@ def layer_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
     torch_heads, torch_outputs, _ = _torch_forward(pair.torch, x, masks, record=names)
     judge_heads_, judge_outputs, _ = (
         _torch_forward(pair.torch_judge, _as_f64(x), masks, record=names)
-        if pair.dtype == 'float32' else (torch_heads, torch_outputs, None))
-    report = Report(f'{pair.arch} per-layer outputs ({mode} mode), {_size(pair, x)}',
-                    'forward', pair.dtype)
+        if pair.dtype == 'float32'
+        else (torch_heads, torch_outputs, None)
+    )
+    report = Report(
+        f'{pair.arch} per-layer outputs ({mode} mode), {_size(pair, x)}', 'forward', pair.dtype
+    )
     calls = Counter(names)
     seen: Counter = Counter()
     for name, output in outputs:
@@ -191,16 +269,25 @@ def layer_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
             continue
         if len(torch_outputs[name]) != calls[name]:
             if not seen[name]:
-                report.notes.append(f'{name!r} ran {calls[name]} times in jaxconv and '
-                                    f'{len(torch_outputs[name])} in torch')
+                report.notes.append(
+                    f'{name!r} ran {calls[name]} times in jaxconv and '
+                    f'{len(torch_outputs[name])} in torch'
+                )
             seen[name] += 1
             continue
         call = seen[name]
         seen[name] += 1
         row = name if calls[name] == 1 else f'{name} (call {call + 1})'
-        report.figures.append(judge(row, execute.nhwc_to_nchw(output),
-                                    torch_outputs[name][call], judge_outputs[name][call],
-                                    kind='forward', dtype=pair.dtype))
+        report.figures.append(
+            judge(
+                row,
+                execute.nhwc_to_nchw(output),
+                torch_outputs[name][call],
+                judge_outputs[name][call],
+                kind='forward',
+                dtype=pair.dtype,
+            )
+        )
     report.figures += judge_heads(jax_heads, torch_heads, judge_heads_, dtype=pair.dtype)
     return report
 
@@ -218,8 +305,9 @@ def _flax_step(pair: ModelPair, x, labels, masks) -> _StepResult:
     """The training loop's step on one batch, for its loss and gradients (no update)."""
     split = pair.split()
     step = execute.flax_train_step(split)
-    _, metrics = step(train_steps.init_state(split, execute.NO_UPDATE), split.rngs, x, labels,
-                      masks)
+    _, metrics = step(
+        train_steps.init_state(split, execute.NO_UPDATE), split.rngs, x, labels, masks
+    )
     return _StepResult(float(metrics['loss']), execute.grads_as_torch(split, metrics['grads']))
 
 
@@ -230,8 +318,14 @@ def _torch_step(model, x, labels, masks) -> _StepResult:
 
 
 @with_exact_numerics
-def grad_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
-              dropout: str = 'off', mode: str = 'train') -> Report:
+def grad_diff(
+    pair: ModelPair,
+    *,
+    batch_size: int | None = None,
+    seed: int = 0,
+    dropout: str = 'off',
+    mode: str = 'train',
+) -> Report:
     """The loss (``steps.classification_loss``: cross-entropy) and the gradient of every
     parameter, by torch key. Train mode by default: the gradient flows through the batch
     statistics, as in training."""
@@ -239,20 +333,41 @@ def grad_diff(pair: ModelPair, *, batch_size: int | None = None, seed: int = 0,
     x, labels, masks = _inputs(pair, batch_size, seed, dropout, mode)
     jax_step = _flax_step(pair, x, labels, masks)
     torch_step = _torch_step(pair.torch, x, labels, masks)
-    judge_step = (_torch_step(pair.torch_judge, _as_f64(x), labels, masks)
-                  if pair.dtype == 'float32' else torch_step)
-    report = Report(f'{pair.arch} loss and gradients ({mode} mode), {_size(pair, x)}, '
-                    f'seed {seed}', 'grads', pair.dtype)
+    judge_step = (
+        _torch_step(pair.torch_judge, _as_f64(x), labels, masks)
+        if pair.dtype == 'float32'
+        else torch_step
+    )
+    report = Report(
+        f'{pair.arch} loss and gradients ({mode} mode), {_size(pair, x)}, seed {seed}',
+        'grads',
+        pair.dtype,
+    )
     # The loss is a forward quantity: float64 holds it to the forward bound.
-    report.figures.append(judge('loss', jax_step.loss, torch_step.loss, judge_step.loss,
-                                kind='forward', dtype=pair.dtype))
-    report.figures += judge_set(jax_step.grads, torch_step.grads, judge_step.grads,
-                                kind='grads', dtype=pair.dtype, prefix='grad ')
+    report.figures.append(
+        judge(
+            'loss',
+            jax_step.loss,
+            torch_step.loss,
+            judge_step.loss,
+            kind='forward',
+            dtype=pair.dtype,
+        )
+    )
+    report.figures += judge_set(
+        jax_step.grads,
+        torch_step.grads,
+        judge_step.grads,
+        kind='grads',
+        dtype=pair.dtype,
+        prefix='grad ',
+    )
     return report
 
 
-def compare_on_batches(compare: Callable[..., Report], pair: ModelPair,
-                          seeds: Sequence[int] = (0, 1, 2), **kw) -> list[Report]:
+def compare_on_batches(
+    compare: Callable[..., Report], pair: ModelPair, seeds: Sequence[int] = (0, 1, 2), **kw
+) -> list[Report]:
     """``compare(pair, seed=s, **kw)`` on the first batch, and when that fails, on the next two.
 
     For float32 gradients. A ReLU (or max-pool) input within float32 rounding of its kink
@@ -283,6 +398,7 @@ def _optax_updater(tx: optax.GradientTransformation):
     def update(grads, opt_state, params):
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
+
     return update
 
 
@@ -292,19 +408,23 @@ OPTIMIZER_TEST_SHAPES = {'conv.weight': (8, 4, 3, 3), 'linear.weight': (10, 32),
 
 
 @with_exact_numerics
-def optimizer_diff(case: OptimizerCase | str, *, dtype: str = 'float64', steps: int = 5,
-                   seed: int = 0) -> Report:
+def optimizer_diff(
+    case: OptimizerCase | str, *, dtype: str = 'float64', steps: int = 5, seed: int = 0
+) -> Report:
     """Parameters after each of ``steps`` updates, fed the same random gradients on both sides."""
     case = optimizer_case(case) if isinstance(case, str) else case
     rng = np.random.default_rng([seed, 4])
     np_dtype = np.dtype(dtype)
     params0 = {k: rng.standard_normal(s).astype(np_dtype) for k, s in OPTIMIZER_TEST_SHAPES.items()}
-    grads_seq = [{k: rng.standard_normal(s).astype(np_dtype)
-                  for k, s in OPTIMIZER_TEST_SHAPES.items()} for _ in range(steps)]
+    grads_seq = [
+        {k: rng.standard_normal(s).astype(np_dtype) for k, s in OPTIMIZER_TEST_SHAPES.items()}
+        for _ in range(steps)
+    ]
 
     def torch_run(torch_dtype):
-        params = {k: torch.nn.Parameter(torch.as_tensor(v).to(torch_dtype))
-                  for k, v in params0.items()}
+        params = {
+            k: torch.nn.Parameter(torch.as_tensor(v).to(torch_dtype)) for k, v in params0.items()
+        }
         opt = case.torch(list(params.values()))
         out = []
         for grads in grads_seq:
@@ -320,16 +440,21 @@ def optimizer_diff(case: OptimizerCase | str, *, dtype: str = 'float64', steps: 
     opt_state = tx.init(params)
     jax_out = []
     for grads in grads_seq:
-        params, opt_state = update({k: jnp.asarray(v) for k, v in grads.items()}, opt_state,
-                                   params)
+        params, opt_state = update({k: jnp.asarray(v) for k, v in grads.items()}, opt_state, params)
         jax_out.append({k: np.asarray(v) for k, v in params.items()})
     torch_out = torch_run(torch.float64 if dtype == 'float64' else torch.float32)
     judge_out = torch_run(torch.float64) if dtype == 'float32' else torch_out
     report = Report(f'{case} against torch.optim, {steps} steps', 'forward', dtype)
     for step in range(steps):
         # One update is a few elementwise operations: float64 holds it to the forward bound.
-        report.figures += judge_set(jax_out[step], torch_out[step], judge_out[step],
-                                    kind='forward', dtype=dtype, prefix=f'step {step + 1} ')
+        report.figures += judge_set(
+            jax_out[step],
+            torch_out[step],
+            judge_out[step],
+            kind='forward',
+            dtype=dtype,
+            prefix=f'step {step + 1} ',
+        )
     return report
 
 
@@ -364,9 +489,16 @@ def _worst_set_error(test, ref) -> float:
 
 
 @with_exact_numerics
-def trajectory_diff(pair: ModelPair, *, steps: int = 3,
-                    optimizer: OptimizerCase | str = 'momentum', batch_size: int | None = None,
-                    seed: int = 0, dropout: str = 'off', track_params: bool = False) -> Trajectory:
+def trajectory_diff(
+    pair: ModelPair,
+    *,
+    steps: int = 3,
+    optimizer: OptimizerCase | str = 'momentum',
+    batch_size: int | None = None,
+    seed: int = 0,
+    dropout: str = 'off',
+    track_params: bool = False,
+) -> Trajectory:
     """``steps`` optimizer steps in train mode from the pair's weights, on the same batches.
 
     Compares the loss at every step and, after the last, every parameter and BatchNorm
@@ -386,10 +518,15 @@ def trajectory_diff(pair: ModelPair, *, steps: int = 3,
     step_fn = execute.flax_train_step(split, tx)
     state = train_steps.init_state(split, tx)
 
-    traj = Trajectory(Report(
-        f'{pair.arch} {steps}-step {case.optimizer} trajectory (lr {case.lr}, weight decay '
-        f'{case.weight_decay}), batch {batch_size or pair.batch_size}, '
-        f'{pair.image_size}x{pair.image_size}, dropout {dropout}', 'trajectory', pair.dtype))
+    traj = Trajectory(
+        Report(
+            f'{pair.arch} {steps}-step {case.optimizer} trajectory (lr {case.lr}, weight decay '
+            f'{case.weight_decay}), batch {batch_size or pair.batch_size}, '
+            f'{pair.image_size}x{pair.image_size}, dropout {dropout}',
+            'trajectory',
+            pair.dtype,
+        )
+    )
     traj.losses = {'jaxconv': [], **{s: [] for s in torch_sides}}
     for step in range(steps):
         x, labels, masks = _inputs(pair, batch_size, seed + step, dropout)
@@ -400,25 +537,39 @@ def trajectory_diff(pair: ModelPair, *, steps: int = 3,
             traj.losses[side].append(execute.torch_backward(model, batch, labels, masks)[0])
             torch_opts[side].step()
         judge_loss = traj.losses[judge_side][-1]
-        traj.report.figures.append(judge(f'loss@{step}', traj.losses['jaxconv'][-1],
-                                         traj.losses['torch'][-1], judge_loss,
-                                         kind='trajectory', dtype=pair.dtype))
+        traj.report.figures.append(
+            judge(
+                f'loss@{step}',
+                traj.losses['jaxconv'][-1],
+                traj.losses['torch'][-1],
+                judge_loss,
+                kind='trajectory',
+                dtype=pair.dtype,
+            )
+        )
         for side in ('jaxconv', 'torch'):
             traj.loss_drift.setdefault(side, []).append(
-                relative_error(traj.losses[side][-1], judge_loss))
+                relative_error(traj.losses[side][-1], judge_loss)
+            )
         if track_params:
             judge_now = execute.torch_state(torch_sides[judge_side])
             reference = {k: judge_now[k] for k in param_keys}
             flax_now = execute.flax_state_as_torch(_merged(split, state))
             torch_now = execute.torch_state(pair.torch)
             traj.param_drift.setdefault('jaxconv', []).append(
-                _worst_set_error({k: flax_now[k] for k in param_keys}, reference))
+                _worst_set_error({k: flax_now[k] for k in param_keys}, reference)
+            )
             traj.param_drift.setdefault('torch', []).append(
-                _worst_set_error({k: torch_now[k] for k in param_keys}, reference))
+                _worst_set_error({k: torch_now[k] for k in param_keys}, reference)
+            )
 
     nnx.update(pair.flax, nnx.state(_merged(split, state)))
-    traj.report.figures += judge_set(execute.flax_state_as_torch(pair.flax),
-                                     execute.torch_state(pair.torch),
-                                     execute.torch_state(pair.torch_judge),
-                                     kind='trajectory', dtype=pair.dtype, prefix='final ')
+    traj.report.figures += judge_set(
+        execute.flax_state_as_torch(pair.flax),
+        execute.torch_state(pair.torch),
+        execute.torch_state(pair.torch_judge),
+        kind='trajectory',
+        dtype=pair.dtype,
+        prefix='final ',
+    )
     return traj

@@ -46,8 +46,9 @@ def nhwc_to_nchw(a: np.ndarray) -> np.ndarray:
 
 def flax_state_as_torch(model: nnx.Module) -> dict[str, np.ndarray]:
     """Every parameter and buffer of ``model`` under its torch key, in torch's layout."""
-    return {e.torch_key: np.asarray(e.to_torch(np.asarray(e.variable[...])))
-            for e in key_map(model)}
+    return {
+        e.torch_key: np.asarray(e.to_torch(np.asarray(e.variable[...]))) for e in key_map(model)
+    }
 
 
 def torch_state(model: nn.Module) -> dict[str, np.ndarray]:
@@ -99,8 +100,9 @@ def torch_masks(model: nn.Module, masks: Arrays | None):
             module = modules.get(name)
             if not isinstance(module, MaskedDropout):
                 raise KeyError(f'the torch twin has no dropout module named {name!r}')
-            module.mask = torch.as_tensor(np.ascontiguousarray(nhwc_to_nchw(np.asarray(mask)))
-                                          ).to(dtype)
+            module.mask = torch.as_tensor(np.ascontiguousarray(nhwc_to_nchw(np.asarray(mask)))).to(
+                dtype
+            )
         yield
     finally:
         for module in modules.values():
@@ -211,8 +213,9 @@ def flax_train_step(split: steps.SplitModel, tx: optax.GradientTransformation = 
     """
     key = (split.train_graph, tx)
     if key not in _TRAIN_STEPS:
-        _TRAIN_STEPS[key] = steps.make_train_step(split, tx, tap=_shared_masks, with_grads=True,
-                                                  donate=False)
+        _TRAIN_STEPS[key] = steps.make_train_step(
+            split, tx, tap=_shared_masks, with_grads=True, donate=False
+        )
     return _TRAIN_STEPS[key]
 
 
@@ -236,8 +239,11 @@ def dropout_input_shapes(graphdef, state, x_shape, dtype) -> dict[str, tuple[int
 def grads_as_torch(split: steps.SplitModel, grads) -> dict[str, np.ndarray]:
     """Flax gradients under torch parameter keys, in torch's layout (through the same key map)."""
     model = nnx.merge(split.train_graph, grads, split.batch_stats, split.rngs)
-    return {e.torch_key: np.asarray(e.to_torch(np.asarray(e.variable[...])))
-            for e in key_map(model) if isinstance(e.variable, nnx.Param)}
+    return {
+        e.torch_key: np.asarray(e.to_torch(np.asarray(e.variable[...])))
+        for e in key_map(model)
+        if isinstance(e.variable, nnx.Param)
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,8 +258,12 @@ def torch_dtype(model: nn.Module) -> torch.dtype:
     return next(model.parameters()).dtype
 
 
-def torch_forward(model: nn.Module, x_nhwc: np.ndarray, masks: Arrays | None = None,
-                  record: list[str] | None = None):
+def torch_forward(
+    model: nn.Module,
+    x_nhwc: np.ndarray,
+    masks: Arrays | None = None,
+    record: list[str] | None = None,
+):
     """({head: logits}, {name: output in NCHW}) of the twin on the NHWC batch ``x_nhwc``.
 
     ``record`` names the modules whose outputs to keep (forward hooks on the same dotted names
@@ -264,9 +274,13 @@ def torch_forward(model: nn.Module, x_nhwc: np.ndarray, masks: Arrays | None = N
     modules = dict(model.named_modules())
     for name in dict.fromkeys(record or []):
         if name in modules:
-            handles.append(modules[name].register_forward_hook(
-                lambda _m, _i, y, name=name: outputs.setdefault(name, []).append(
-                    y.detach().cpu().numpy().copy())))  # copy: twins add in place
+            handles.append(
+                modules[name].register_forward_hook(
+                    lambda _m, _i, y, name=name: outputs.setdefault(name, []).append(
+                        y.detach().cpu().numpy().copy()
+                    )
+                )
+            )  # copy: twins add in place
     x = _as_torch(x_nhwc.transpose(0, 3, 1, 2), torch_dtype(model))
     try:
         with torch.no_grad(), torch_masks(model, masks):
@@ -277,8 +291,9 @@ def torch_forward(model: nn.Module, x_nhwc: np.ndarray, masks: Arrays | None = N
     return {k: v.detach().cpu().numpy() for k, v in heads.items()}, outputs
 
 
-def torch_backward(model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray,
-                   masks: Arrays | None = None):
+def torch_backward(
+    model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray, masks: Arrays | None = None
+):
     """(loss, {head: logits}) of ``torch_classification_loss`` on one batch, with the
     gradients left in each parameter's ``.grad`` (for an optimizer step)."""
     x = _as_torch(x_nhwc.transpose(0, 3, 1, 2), torch_dtype(model))
@@ -290,13 +305,16 @@ def torch_backward(model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray,
     return float(loss.item()), {k: v.detach().cpu().numpy() for k, v in output_heads(out).items()}
 
 
-def torch_loss_and_grads(model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray,
-                         masks: Arrays | None = None):
+def torch_loss_and_grads(
+    model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray, masks: Arrays | None = None
+):
     """(loss, {head: logits}, {param key: grad}) of ``torch_classification_loss`` on one
     batch (a parameter the loss does not reach has a zero gradient, as in Flax)."""
     loss, heads = torch_backward(model, x_nhwc, labels, masks)
-    grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().numpy()
-             for k, p in model.named_parameters()}
+    grads = {
+        k: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().numpy()
+        for k, p in model.named_parameters()
+    }
     return loss, heads, grads
 
 

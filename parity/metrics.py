@@ -75,8 +75,9 @@ def set_scale_floor(ref: Mapping[str, np.ndarray]) -> float:
     return SET_SCALE_FLOOR * max(values, default=0.0)
 
 
-def set_relative_errors(test: Mapping[str, np.ndarray],
-                        ref: Mapping[str, np.ndarray]) -> dict[str, float]:
+def set_relative_errors(
+    test: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]
+) -> dict[str, float]:
     """Per-tensor relative error over a set, each scaled by max(max|ref_t|, 1e-3·max|ref|)."""
     missing = set(ref) ^ set(test)
     if missing:
@@ -141,12 +142,19 @@ class Report:
         """A fixed-width table: name, shape, max|Δ|, relative error (and torch's), bound, ok."""
         rows = self.failures if only_failures else self.figures
         with_torch = any(f.torch_error is not None for f in rows)
-        header = (['name', 'shape', 'max|Δ|', 'rel err'] + (['torch f32 err'] if with_torch else [])
-                  + ['bound', 'ok'])
+        header = (
+            ['name', 'shape', 'max|Δ|', 'rel err']
+            + (['torch f32 err'] if with_torch else [])
+            + ['bound', 'ok']
+        )
         body = []
         for f in rows:
-            cells = [f.name, 'x'.join(map(str, f.shape)) or '()', f'{f.max_abs:.3g}',
-                     f'{f.error:.3g}']
+            cells = [
+                f.name,
+                'x'.join(map(str, f.shape)) or '()',
+                f'{f.max_abs:.3g}',
+                f'{f.error:.3g}',
+            ]
             if with_torch:
                 cells.append('' if f.torch_error is None else f'{f.torch_error:.3g}')
             cells += [f'{f.bound:.3g}', 'PASS' if f.ok else 'FAIL']

@@ -22,16 +22,18 @@ class OptimizerCase:
     momentum: float = 0.9
 
     def optax(self) -> optax.GradientTransformation:
-        return make_optimizer(self.optimizer, self.lr, weight_decay=self.weight_decay,
-                              momentum=self.momentum)
+        return make_optimizer(
+            self.optimizer, self.lr, weight_decay=self.weight_decay, momentum=self.momentum
+        )
 
     def torch(self, params) -> torch.optim.Optimizer:
         o, lr, wd = self.optimizer, self.lr, self.weight_decay
         if o == 'sgd':
             return torch.optim.SGD(params, lr=lr, weight_decay=wd)
         if o in ('momentum', 'nesterov'):
-            return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=wd,
-                                   nesterov=o == 'nesterov')
+            return torch.optim.SGD(
+                params, lr=lr, momentum=self.momentum, weight_decay=wd, nesterov=o == 'nesterov'
+            )
         if o == 'adam':
             return torch.optim.Adam(params, lr=lr, weight_decay=wd)
         if o == 'adamw':
@@ -52,6 +54,7 @@ OPTIMIZER_CASES = {
 
 def optimizer_case(name: str) -> OptimizerCase:
     if name not in OPTIMIZER_CASES:
-        raise ValueError(f'unknown optimizer case {name!r}; choose one of: '
-                         f'{", ".join(OPTIMIZER_CASES)}')
+        raise ValueError(
+            f'unknown optimizer case {name!r}; choose one of: {", ".join(OPTIMIZER_CASES)}'
+        )
     return OPTIMIZER_CASES[name]

@@ -26,6 +26,7 @@ from parity.precision import with_exact_numerics
 from parity.transfer import to_torch
 from parity.twins import torch_model
 
+
 @dataclass(frozen=True)
 class Profile:
     """Input sizes an architecture is compared at.
@@ -54,14 +55,26 @@ class Profile:
 # 33: last stage 2×2, 8 values per channel at batch 2, 64 at batch 16.
 _RESNET_PROFILE = Profile(16, 8, batch2_image_size=33, long_run=(33, 16))
 PARITY_PROFILES = {
-    'mlp': Profile(8), 'mlp_dropout': Profile(8), 'lenet': Profile(12),
-    'alexnet': Profile(65), 'nin': Profile(67), 'googlenet': Profile(16),
-    'vgg11': Profile(32), 'vgg13': Profile(32), 'vgg16': Profile(32), 'vgg19': Profile(32),
-    'resnet18': _RESNET_PROFILE, 'resnet34': _RESNET_PROFILE, 'resnext': _RESNET_PROFILE,
+    'mlp': Profile(8),
+    'mlp_dropout': Profile(8),
+    'lenet': Profile(12),
+    'alexnet': Profile(65),
+    'nin': Profile(67),
+    'googlenet': Profile(16),
+    'vgg11': Profile(32),
+    'vgg13': Profile(32),
+    'vgg16': Profile(32),
+    'vgg19': Profile(32),
+    'resnet18': _RESNET_PROFILE,
+    'resnet34': _RESNET_PROFILE,
+    'resnext': _RESNET_PROFILE,
     'densenet': Profile(29, 4, batch2_image_size=64, long_run=(29, 16)),
-    'tv_alexnet': Profile(63), 'tv_vgg11': Profile(32), 'tv_vgg11_bn': Profile(32),
+    'tv_alexnet': Profile(63),
+    'tv_vgg11': Profile(32),
+    'tv_vgg11_bn': Profile(32),
     'tv_googlenet': Profile(32, 8, batch2_image_size=64),
-    'tv_resnet18': _RESNET_PROFILE, 'tv_resnext50_32x4d': _RESNET_PROFILE,
+    'tv_resnet18': _RESNET_PROFILE,
+    'tv_resnext50_32x4d': _RESNET_PROFILE,
     'tv_densenet121': Profile(32, 8, batch2_image_size=64),
 }
 
@@ -125,8 +138,9 @@ class ModelPair:
     def batch(self, batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """A reproducible NHWC batch of standard-normal images and integer labels."""
         rng = np.random.default_rng([seed, 1])
-        x = rng.standard_normal((batch_size, self.image_size, self.image_size,
-                                 self.in_channels)).astype(self.np_dtype)
+        x = rng.standard_normal(
+            (batch_size, self.image_size, self.image_size, self.in_channels)
+        ).astype(self.np_dtype)
         labels = rng.integers(0, self.num_classes, batch_size).astype(np.int32)
         return x, labels
 
@@ -142,11 +156,16 @@ class ModelPair:
             return {}
         graphdef, state = nnx.split(self.flax)
         shapes = execute.dropout_input_shapes(
-            graphdef, state, (batch_size, self.image_size, self.image_size, self.in_channels),
-            jnp.dtype(self.dtype))
+            graphdef,
+            state,
+            (batch_size, self.image_size, self.image_size, self.in_channels),
+            jnp.dtype(self.dtype),
+        )
         rng = np.random.default_rng([seed, 2])
-        return {name: ((rng.random(shapes[name]) >= layer.p) / (1.0 - layer.p)
-                       ).astype(self.np_dtype) for name, layer in layers}
+        return {
+            name: ((rng.random(shapes[name]) >= layer.p) / (1.0 - layer.p)).astype(self.np_dtype)
+            for name, layer in layers
+        }
 
 
 def randomize_batchnorm(model: nnx.Module, seed: int = 0):
@@ -162,9 +181,17 @@ def randomize_batchnorm(model: nnx.Module, seed: int = 0):
 
 
 @with_exact_numerics
-def make_pair(arch: str, dtype: str = 'float32', *, image_size: int | None = None,
-              batch_size: int | None = None, in_channels: int = 3, num_classes: int = 10,
-              seed: int = 0, mode: str = 'eval') -> ModelPair:
+def make_pair(
+    arch: str,
+    dtype: str = 'float32',
+    *,
+    image_size: int | None = None,
+    batch_size: int | None = None,
+    in_channels: int = 3,
+    num_classes: int = 10,
+    seed: int = 0,
+    mode: str = 'eval',
+) -> ModelPair:
     """Build ``arch`` in jaxconv and torch with the same weights (Flax init, copied to torch).
 
     ``image_size`` and ``batch_size`` default to the arch's ``parity_profile``. Built under
@@ -175,14 +202,26 @@ def make_pair(arch: str, dtype: str = 'float32', *, image_size: int | None = Non
     profile = parity_profile(arch)
     image_size = image_size or profile.image_size
     batch_size = batch_size or profile.batch_size
-    flax_model = create_model(arch, num_classes=num_classes, in_channels=in_channels,
-                              image_size=image_size, rngs=nnx.Rngs(seed), dtype=jnp.dtype(dtype))
+    flax_model = create_model(
+        arch,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        rngs=nnx.Rngs(seed),
+        dtype=jnp.dtype(dtype),
+    )
     randomize_batchnorm(flax_model, seed)
-    twin = torch_model(arch, num_classes=num_classes, in_channels=in_channels,
-                       image_size=image_size, dtype=torch_dtype_of(dtype))
+    twin = torch_model(
+        arch,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        dtype=torch_dtype_of(dtype),
+    )
     execute.replace_torch_dropout(twin)
     to_torch(flax_model, twin)
-    pair = ModelPair(arch, dtype, flax_model, twin, image_size, batch_size, in_channels,
-                     num_classes)
+    pair = ModelPair(
+        arch, dtype, flax_model, twin, image_size, batch_size, in_channels, num_classes
+    )
     pair.set_mode(mode)
     return pair

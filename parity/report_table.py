@@ -24,8 +24,12 @@ from parity.compare import forward_diff, grad_diff, train_step_diff, trajectory_
 from parity.metrics import Report
 from parity.pair import DTYPES, make_long_run_pair, make_pair, parity_profile
 
-COLUMNS = {'forward': 'eval forward', 'train': 'train-mode forward + BN buffers',
-           'grads': 'loss + gradients', 'trajectory': 'trajectory'}
+COLUMNS = {
+    'forward': 'eval forward',
+    'train': 'train-mode forward + BN buffers',
+    'grads': 'loss + gradients',
+    'trajectory': 'trajectory',
+}
 
 
 @dataclass
@@ -80,28 +84,47 @@ def _cell(row: Row, kind: str) -> str:
 
 def markdown(rows: list[Row], steps: int | None = None) -> str:
     trajectory = f'{steps}-step trajectory' if steps else COLUMNS['trajectory']
-    header = ['arch', 'dtype', 'input', COLUMNS['forward'], COLUMNS['train'], COLUMNS['grads'],
-              trajectory]
+    header = [
+        'arch',
+        'dtype',
+        'input',
+        COLUMNS['forward'],
+        COLUMNS['train'],
+        COLUMNS['grads'],
+        trajectory,
+    ]
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for row in rows:
         cells = [row.arch, row.dtype, f'{row.batch_size}×{row.image_size}²'] + [
-            _cell(row, kind) for kind in COLUMNS]
+            _cell(row, kind) for kind in COLUMNS
+        ]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m parity.report_table', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--archs', nargs='+', choices=parity_archs(), metavar='ARCH',
-                        help='default: the course archs (the tv_* variants take much longer)')
+    parser = argparse.ArgumentParser(
+        prog='python -m parity.report_table',
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        '--archs',
+        nargs='+',
+        choices=parity_archs(),
+        metavar='ARCH',
+        help='default: the course archs (the tv_* variants take much longer)',
+    )
     parser.add_argument('--steps', type=int, default=10)
     parser.add_argument('--output', help='also write the table to this file')
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error('--steps must be at least 1')
-    rows = measure(args.archs or course_archs(), steps=args.steps,
-                   log=lambda m: print(m, file=sys.stderr, flush=True))
+    rows = measure(
+        args.archs or course_archs(),
+        steps=args.steps,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     table = markdown(rows, args.steps)
     print(table)
     if args.output:

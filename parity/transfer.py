@@ -15,7 +15,8 @@ import torch
 from flax import nnx
 
 # The map itself is torch-free and lives in the library (weight files need it without torch).
-from jaxconv.keymap import KeyMapEntry, TransferError, check as _check, key_map
+from jaxconv.keymap import KeyMapEntry, TransferError, key_map
+from jaxconv.keymap import check as _check
 from jaxconv.keymap import flax_variables as _flax_variables
 
 __all__ = ['KeyMapEntry', 'TransferError', 'key_map', 'to_flax', 'to_torch']
@@ -42,19 +43,24 @@ def to_flax(torch_module: torch.nn.Module, flax_module: nnx.Module) -> nnx.Modul
         value = e.to_flax(state[e.torch_key].detach().cpu().numpy())
         target = e.variable[...]
         if value.shape != target.shape:
-            problems.append(f'{e.torch_key}: torch {tuple(state[e.torch_key].shape)} -> '
-                            f'{value.shape} does not fit Flax {e.flax_path} {target.shape}')
+            problems.append(
+                f'{e.torch_key}: torch {tuple(state[e.torch_key].shape)} -> '
+                f'{value.shape} does not fit Flax {e.flax_path} {target.shape}'
+            )
             continue
         # A copy: on CPU jnp.asarray would share torch's memory, and a later in-place torch update
         # (optimizer.step, BatchNorm statistics) would silently change the Flax model too.
         writes.append((e.variable, jnp.array(value, dtype=target.dtype, copy=True)))
     used = {e.torch_key for e in entries}
-    problems += [f'torch key {k} {tuple(v.shape)} left unused' for k, v in state.items()
-                 if k not in used]
-    problems += [f'Flax variable {p} {tuple(v[...].shape)} left unfilled'
-                 for p, v in _flax_variables(flax_module).items() if id(v) not in mapped]
-    _check(problems, f'cannot copy {type(torch_module).__name__} into '
-                     f'{type(flax_module).__name__}')
+    problems += [
+        f'torch key {k} {tuple(v.shape)} left unused' for k, v in state.items() if k not in used
+    ]
+    problems += [
+        f'Flax variable {p} {tuple(v[...].shape)} left unfilled'
+        for p, v in _flax_variables(flax_module).items()
+        if id(v) not in mapped
+    ]
+    _check(problems, f'cannot copy {type(torch_module).__name__} into {type(flax_module).__name__}')
     for var, value in writes:
         var[...] = value
     return flax_module
@@ -72,18 +78,23 @@ def to_torch(flax_module: nnx.Module, torch_module: torch.nn.Module) -> torch.nn
         value = e.to_torch(np.array(e.variable[...]))  # writable copy, owned by torch afterwards
         target = state[e.torch_key]
         if tuple(value.shape) != tuple(target.shape):
-            problems.append(f'Flax {e.flax_path} {np.shape(e.variable[...])} -> {value.shape} does '
-                            f'not fit torch {e.torch_key} {tuple(target.shape)}')
+            problems.append(
+                f'Flax {e.flax_path} {np.shape(e.variable[...])} -> {value.shape} does '
+                f'not fit torch {e.torch_key} {tuple(target.shape)}'
+            )
             continue
         writes.append((e.torch_key, value))
     used = {e.torch_key for e in entries}
-    problems += [f'torch key {k} {tuple(v.shape)} left unfilled' for k, v in state.items()
-                 if k not in used]
+    problems += [
+        f'torch key {k} {tuple(v.shape)} left unfilled' for k, v in state.items() if k not in used
+    ]
     mapped = {id(e.variable) for e in entries}
-    problems += [f'Flax variable {p} left unused' for p, v in _flax_variables(flax_module).items()
-                 if id(v) not in mapped]
-    _check(problems, f'cannot copy {type(flax_module).__name__} into '
-                     f'{type(torch_module).__name__}')
+    problems += [
+        f'Flax variable {p} left unused'
+        for p, v in _flax_variables(flax_module).items()
+        if id(v) not in mapped
+    ]
+    _check(problems, f'cannot copy {type(flax_module).__name__} into {type(torch_module).__name__}')
     new_state = {k: torch.as_tensor(np.ascontiguousarray(v)).to(state[k].dtype) for k, v in writes}
     torch_module.load_state_dict(new_state, strict=True)
     return torch_module

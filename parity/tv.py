@@ -43,6 +43,7 @@ def import_torchvision() -> ModuleType:
     global _fallback_library
     try:
         import torchvision
+
         return torchvision
     except RuntimeError as error:
         if 'torchvision::' not in str(error) or _fallback_library is not None:
@@ -53,6 +54,7 @@ def import_torchvision() -> ModuleType:
     for schema in _FALLBACK_SCHEMAS:
         _fallback_library.define(schema)
     import torchvision
+
     return torchvision
 
 
@@ -65,9 +67,16 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
     name, old = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
     if old.groups != 1:
         raise ValueError(f'cannot change the input width of a grouped first conv ({name})')
-    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, stride=old.stride,
-                    padding=old.padding, dilation=old.dilation, bias=old.bias is not None,
-                    padding_mode=old.padding_mode)
+    new = nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        dilation=old.dilation,
+        bias=old.bias is not None,
+        padding_mode=old.padding_mode,
+    )
     parent_name, _, attr = name.rpartition('.')
     setattr(model.get_submodule(parent_name), attr, new)
     return model
@@ -89,8 +98,9 @@ TV_TWINS = {
 _BUILDER_DEFAULTS = {'googlenet': {'init_weights': True}}
 
 
-def torchvision_model(tv_name: str, *, num_classes: int, in_channels: int, image_size: int,
-                      **kw) -> nn.Module:
+def torchvision_model(
+    tv_name: str, *, num_classes: int, in_channels: int, image_size: int, **kw
+) -> nn.Module:
     """``torchvision.models.<tv_name>(num_classes=...)`` (random weights), ``in_channels`` wide.
 
     ``image_size`` is accepted for the twin interface and not needed: every one of these
@@ -100,8 +110,10 @@ def torchvision_model(tv_name: str, *, num_classes: int, in_channels: int, image
     del image_size
     kw = {**_BUILDER_DEFAULTS.get(tv_name, {}), **kw}
     if in_channels != 3 and kw.get('transform_input'):
-        raise ValueError(f'{tv_name}: transform_input re-normalises 3 ImageNet channels; got '
-                         f'in_channels={in_channels}')
+        raise ValueError(
+            f'{tv_name}: transform_input re-normalises 3 ImageNet channels; got '
+            f'in_channels={in_channels}'
+        )
     model = getattr(import_torchvision().models, tv_name)(num_classes=num_classes, **kw)
     return replace_first_conv(model, in_channels) if in_channels != 3 else model
 

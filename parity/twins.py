@@ -22,16 +22,27 @@ def register_twin(name: str):
     def wrap(fn):
         _TWINS[name] = fn
         return fn
+
     return wrap
 
 
-def torch_model(name: str, *, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-                dtype: torch.dtype | None = None, **kw) -> nn.Module:
+def torch_model(
+    name: str,
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: int = 32,
+    dtype: torch.dtype | None = None,
+    **kw,
+) -> nn.Module:
     """The torch twin of ``jaxconv.models.create_model(name, ...)`` with the same arguments."""
     if name not in _TWINS:
-        raise ValueError(f'no torch twin for {name!r}; twins exist for: {", ".join(sorted(_TWINS))}')
-    model = _TWINS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-                         **kw)
+        raise ValueError(
+            f'no torch twin for {name!r}; twins exist for: {", ".join(sorted(_TWINS))}'
+        )
+    model = _TWINS[name](
+        num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
+    )
     if dtype is not None:
         model = model.to(dtype)
     return model
@@ -50,8 +61,13 @@ def _flat_features(features: nn.Module, in_channels: int, image_size: int) -> in
 class MLP(nn.Module):
     def __init__(self, num_classes, in_channels, image_size, hidden=512):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size ** 2, hidden),
-                                 nn.Tanh(), nn.Linear(hidden, num_classes), nn.LogSoftmax(dim=1))
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_channels * image_size**2, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, num_classes),
+            nn.LogSoftmax(dim=1),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -60,7 +76,7 @@ class MLP(nn.Module):
 class DropoutMLP(nn.Module):
     def __init__(self, num_classes, in_channels, image_size, depth=3, width=100, dropout=0.5):
         super().__init__()
-        layers, d = [nn.Flatten()], in_channels * image_size ** 2
+        layers, d = [nn.Flatten()], in_channels * image_size**2
         for _ in range(depth):
             layers += [nn.Linear(d, width), nn.ReLU(), nn.Dropout(dropout)]
             d = width
@@ -78,13 +94,24 @@ register_twin('mlp_dropout')(DropoutMLP)
 class LeNet(nn.Module):
     def __init__(self, num_classes, in_channels, image_size):
         super().__init__()
-        features = [nn.Conv2d(in_channels, 6, kernel_size=5, padding=2), nn.Sigmoid(),
-                    nn.AvgPool2d(kernel_size=2, stride=2),
-                    nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
-                    nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten()]
+        features = [
+            nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
+            nn.Sigmoid(),
+            nn.AvgPool2d(kernel_size=2, stride=2),
+            nn.Conv2d(6, 16, kernel_size=5),
+            nn.Sigmoid(),
+            nn.AvgPool2d(kernel_size=2, stride=2),
+            nn.Flatten(),
+        ]
         d = _flat_features(nn.Sequential(*features), in_channels, image_size)
-        self.net = nn.Sequential(*features, nn.Linear(d, 120), nn.Sigmoid(), nn.Linear(120, 84),
-                                 nn.Sigmoid(), nn.Linear(84, num_classes))
+        self.net = nn.Sequential(
+            *features,
+            nn.Linear(d, 120),
+            nn.Sigmoid(),
+            nn.Linear(120, 84),
+            nn.Sigmoid(),
+            nn.Linear(84, num_classes),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -94,18 +121,32 @@ class AlexNet(nn.Module):
     def __init__(self, num_classes, in_channels, image_size, dropout=0.5):
         super().__init__()
         features = [
-            nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),
+            nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1),
+            nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),
+            nn.Conv2d(96, 256, kernel_size=5, padding=2),
+            nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(kernel_size=3, stride=2), nn.Flatten()]
+            nn.Conv2d(256, 384, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 384, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Flatten(),
+        ]
         d = _flat_features(nn.Sequential(*features), in_channels, image_size)
         self.net = nn.Sequential(
-            *features, nn.Linear(d, 4096), nn.ReLU(), nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(p=dropout), nn.Linear(4096, num_classes))
+            *features,
+            nn.Linear(d, 4096),
+            nn.ReLU(),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, num_classes),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -132,8 +173,16 @@ class VGG(nn.Module):
             c = out_channels
         d = _flat_features(nn.Sequential(*blocks, nn.Flatten()), in_channels, image_size)
         self.net = nn.Sequential(
-            *blocks, nn.Flatten(), nn.Linear(d, 4096), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout), nn.Linear(4096, num_classes))
+            *blocks,
+            nn.Flatten(),
+            nn.Linear(d, 4096),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, num_classes),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -141,6 +190,7 @@ class VGG(nn.Module):
 
 def _register_vggs():
     from jaxconv.models.vgg import VGG_CFGS
+
     for name, cfg in VGG_CFGS.items():
         register_twin(name)(partial(VGG, cfg))
     register_twin('vgg11_bn')(partial(VGG, VGG_CFGS['vgg11'], batch_norm=True))
@@ -151,9 +201,13 @@ _register_vggs()
 
 def nin_block(in_channels, out_channels, kernel_size, strides, padding):
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, strides, padding), nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU())
+        nn.Conv2d(in_channels, out_channels, kernel_size, strides, padding),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1),
+        nn.ReLU(),
+    )
 
 
 class NiN(nn.Module):
@@ -168,7 +222,9 @@ class NiN(nn.Module):
             nn.MaxPool2d(3, stride=2),
             nn.Dropout(dropout),
             nin_block(384, num_classes, kernel_size=3, strides=1, padding=1),
-            nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+            nn.AdaptiveAvgPool2d((1, 1)),
+            nn.Flatten(),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -204,11 +260,19 @@ class GoogLeNet(nn.Module):
     def __init__(self, num_classes, in_channels, image_size):
         super().__init__()
         from jaxconv.models.googlenet import GOOGLENET_STAGES
-        b1 = nn.Sequential(nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
-                           nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-        b2 = nn.Sequential(nn.Conv2d(64, 64, kernel_size=1), nn.ReLU(),
-                           nn.Conv2d(64, 192, kernel_size=3, padding=1), nn.ReLU(),
-                           nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+
+        b1 = nn.Sequential(
+            nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        )
+        b2 = nn.Sequential(
+            nn.Conv2d(64, 64, kernel_size=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 192, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        )
         stages, c = [], 192
         for stage in GOOGLENET_STAGES:
             layers = []
@@ -238,8 +302,11 @@ class Residual(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, num_channels, kernel_size=3, padding=1, stride=strides)
         self.conv2 = nn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
-        self.conv3 = nn.Conv2d(in_channels, num_channels, kernel_size=1, stride=strides) \
-            if use_1x1conv else None
+        self.conv3 = (
+            nn.Conv2d(in_channels, num_channels, kernel_size=1, stride=strides)
+            if use_1x1conv
+            else None
+        )
         self.bn1 = nn.BatchNorm2d(num_channels)
         self.bn2 = nn.BatchNorm2d(num_channels)
 
@@ -255,8 +322,9 @@ class Residual(nn.Module):
 class ResNeXtBlock(nn.Module):
     """d2l's ResNeXt block with ``groups`` as the number of groups (torch's meaning)."""
 
-    def __init__(self, in_channels, num_channels, use_1x1conv=False, strides=1, groups=32,
-                 bot_mul=1.0):
+    def __init__(
+        self, in_channels, num_channels, use_1x1conv=False, strides=1, groups=32, bot_mul=1.0
+    ):
         super().__init__()
         bot = int(round(num_channels * bot_mul))
         self.conv1 = nn.Conv2d(in_channels, bot, kernel_size=1, stride=1)
@@ -284,9 +352,12 @@ class ResNeXtBlock(nn.Module):
 class ResNet(nn.Module):
     def __init__(self, stages, block, num_classes, in_channels, image_size, **block_kw):
         super().__init__()
-        b1 = nn.Sequential(nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
-                           nn.BatchNorm2d(64), nn.ReLU(),
-                           nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+        b1 = nn.Sequential(
+            nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        )
         blks, c = [], 64
         for i, (num_blocks, channels) in enumerate(stages):
             blk = []
@@ -307,10 +378,12 @@ class ResNet(nn.Module):
 def _register_resnets():
     # The twins of ``jaxconv.models.resnet``'s builders, with the same stage tables.
     from jaxconv.models.resnet import RESNET_STAGES
+
     register_twin('resnet18')(partial(ResNet, RESNET_STAGES['resnet18'], Residual))
     register_twin('resnet34')(partial(ResNet, RESNET_STAGES['resnet34'], Residual))
-    register_twin('resnext')(partial(ResNet, RESNET_STAGES['resnet18'], ResNeXtBlock, groups=32,
-                                     bot_mul=1.0))
+    register_twin('resnext')(
+        partial(ResNet, RESNET_STAGES['resnet18'], ResNeXtBlock, groups=32, bot_mul=1.0)
+    )
 
 
 _register_resnets()
@@ -318,15 +391,19 @@ _register_resnets()
 
 # ---- DenseNet ---------------------------------------------------------------------------------
 def conv_block(in_channels, num_channels):
-    return nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU(),
-                         nn.Conv2d(in_channels, num_channels, kernel_size=3, padding=1))
+    return nn.Sequential(
+        nn.BatchNorm2d(in_channels),
+        nn.ReLU(),
+        nn.Conv2d(in_channels, num_channels, kernel_size=3, padding=1),
+    )
 
 
 class DenseBlock(nn.Module):
     def __init__(self, num_convs, in_channels, num_channels):
         super().__init__()
-        self.net = nn.Sequential(*[conv_block(in_channels + i * num_channels, num_channels)
-                                   for i in range(num_convs)])
+        self.net = nn.Sequential(
+            *[conv_block(in_channels + i * num_channels, num_channels) for i in range(num_convs)]
+        )
         self.out_channels = in_channels + num_convs * num_channels
 
     def forward(self, X):
@@ -337,27 +414,46 @@ class DenseBlock(nn.Module):
 
 
 def transition_block(in_channels, num_channels):
-    return nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU(),
-                         nn.Conv2d(in_channels, num_channels, kernel_size=1),
-                         nn.AvgPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(
+        nn.BatchNorm2d(in_channels),
+        nn.ReLU(),
+        nn.Conv2d(in_channels, num_channels, kernel_size=1),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+    )
 
 
 class DenseNet(nn.Module):
-    def __init__(self, num_classes, in_channels, image_size, num_channels=64, growth_rate=32,
-                 block_config=(4, 4, 4, 4)):
+    def __init__(
+        self,
+        num_classes,
+        in_channels,
+        image_size,
+        num_channels=64,
+        growth_rate=32,
+        block_config=(4, 4, 4, 4),
+    ):
         super().__init__()
-        blocks = [nn.Sequential(nn.Conv2d(in_channels, num_channels, kernel_size=7, stride=2,
-                                          padding=3),
-                                nn.BatchNorm2d(num_channels), nn.ReLU(),
-                                nn.MaxPool2d(kernel_size=3, stride=2, padding=1))]
+        blocks = [
+            nn.Sequential(
+                nn.Conv2d(in_channels, num_channels, kernel_size=7, stride=2, padding=3),
+                nn.BatchNorm2d(num_channels),
+                nn.ReLU(),
+                nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+            )
+        ]
         for i, num_convs in enumerate(block_config):
             blocks.append(DenseBlock(num_convs, num_channels, growth_rate))
             num_channels += num_convs * growth_rate  # the torch code accumulates channels
             if i != len(block_config) - 1:
                 blocks.append(transition_block(num_channels, num_channels // 2))
                 num_channels //= 2
-        last = nn.Sequential(nn.BatchNorm2d(num_channels), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)),
-                             nn.Flatten(), nn.Linear(num_channels, num_classes))
+        last = nn.Sequential(
+            nn.BatchNorm2d(num_channels),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d((1, 1)),
+            nn.Flatten(),
+            nn.Linear(num_channels, num_classes),
+        )
         self.net = nn.Sequential(*blocks, last)
 
     def forward(self, x):

@@ -34,19 +34,26 @@ DATASETS_DIR = Path(os.environ.get(DATASETS_ENV) or REPO.parent / 'shared' / 'da
 FASHION_MNIST = DATASETS_DIR / 'fashion-mnist'
 MNIST = DATASETS_DIR / 'mnist'
 #: The official file names, the same for Fashion-MNIST and MNIST.
-MNIST_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
-               't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
+MNIST_FILES = (
+    'train-images-idx3-ubyte.gz',
+    'train-labels-idx1-ubyte.gz',
+    't10k-images-idx3-ubyte.gz',
+    't10k-labels-idx1-ubyte.gz',
+)
 
-needs_data = pytest.mark.skipif(not FASHION_MNIST.is_dir(),
-                                reason=f'Fashion-MNIST not found at {FASHION_MNIST}')
+needs_data = pytest.mark.skipif(
+    not FASHION_MNIST.is_dir(), reason=f'Fashion-MNIST not found at {FASHION_MNIST}'
+)
 
 
 def dataset_dir(sub: str) -> Path:
     """``DATASETS_DIR / sub`` if it holds the four official files; else the test skips."""
     d = DATASETS_DIR / sub
     if not all((d / f).is_file() for f in MNIST_FILES):
-        pytest.skip(f'real data not found: {d} should hold the official {sub} .gz files '
-                    f'(set ${DATASETS_ENV} to the directory holding {sub}/)')
+        pytest.skip(
+            f'real data not found: {d} should hold the official {sub} .gz files '
+            f'(set ${DATASETS_ENV} to the directory holding {sub}/)'
+        )
     return d
 
 
@@ -70,10 +77,17 @@ def prepared_tfds(tmp_path_factory) -> Path:
     if not FASHION_MNIST.is_dir():
         pytest.skip(f'Fashion-MNIST not found at {FASHION_MNIST}')
     from jaxconv.data import load_split
+
     path = _session_tfds(tmp_path_factory)
     for split in ('train', 'test'):
-        load_split('fashion_mnist', split, data_dir=FASHION_MNIST, tfds_dir=path,
-                   download=False, use_os_package=False)
+        load_split(
+            'fashion_mnist',
+            split,
+            data_dir=FASHION_MNIST,
+            tfds_dir=path,
+            download=False,
+            use_os_package=False,
+        )
     return path
 
 
@@ -83,27 +97,54 @@ def prepared_tfds(tmp_path_factory) -> Path:
 TINY_STEPS_PER_EPOCH = 512 // 64
 
 
-def tiny_run(workdir, tfds_dir, *extra, arch: str = 'lenet', data_dir=FASHION_MNIST,
-             limit_train: int = 512, limit_eval: int = 256, batch_size: int = 64,
-             epochs: int = 2) -> list[str]:
+def tiny_run(
+    workdir,
+    tfds_dir,
+    *extra,
+    arch: str = 'lenet',
+    data_dir=FASHION_MNIST,
+    limit_train: int = 512,
+    limit_eval: int = 256,
+    batch_size: int = 64,
+    epochs: int = 2,
+) -> list[str]:
     """train.py's arguments for a run of a few seconds: by default 512 Fashion-MNIST training
     images in batches of 64 (:data:`TINY_STEPS_PER_EPOCH` steps an epoch), 2 epochs, no
     progress bar. ``--arch`` comes first, so ``[2:]`` drops it."""
-    args = ['--arch', arch, '--data-dir', data_dir, '--tfds-dir', tfds_dir, '--workdir', workdir,
-            '--limit-train', limit_train, '--limit-eval', limit_eval, '--batch-size', batch_size,
-            '--epochs', epochs, '--no-progress', *extra]
+    args = [
+        '--arch',
+        arch,
+        '--data-dir',
+        data_dir,
+        '--tfds-dir',
+        tfds_dir,
+        '--workdir',
+        workdir,
+        '--limit-train',
+        limit_train,
+        '--limit-eval',
+        limit_eval,
+        '--batch-size',
+        batch_size,
+        '--epochs',
+        epochs,
+        '--no-progress',
+        *extra,
+    ]
     return [str(a) for a in args]
 
 
 #: Keys of a metrics.jsonl record that measure time, not the run (two equal runs differ there).
-METRICS_TIMING_KEYS = frozenset({'images_per_sec', 'train_seconds', 'epoch_seconds',
-                                 'elapsed_seconds'})
+METRICS_TIMING_KEYS = frozenset(
+    {'images_per_sec', 'train_seconds', 'epoch_seconds', 'elapsed_seconds'}
+)
 #: The same for summary.json.
 SUMMARY_TIMING_KEYS = frozenset({'images_per_sec', 'wall_seconds'})
 
 
 def read_jsonl(path) -> list[dict]:
     import json
+
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
@@ -119,6 +160,7 @@ def run_metrics(workdir: Path) -> list[dict]:
 
 def checkpoint_steps(workdir) -> list[int]:
     from jaxconv.training.checkpoints import Checkpoints
+
     ckpts = Checkpoints(workdir)
     try:
         return ckpts.all_steps()
@@ -133,6 +175,7 @@ def checkpoint_leaves(workdir, step: int | None = None) -> tuple[int, list]:
     import numpy as np
 
     from jaxconv.training.checkpoints import Checkpoints
+
     ckpts = Checkpoints(workdir)
     try:
         step = ckpts.latest_step() if step is None else step
@@ -145,8 +188,14 @@ def checkpoint_leaves(workdir, step: int | None = None) -> tuple[int, list]:
 # ------------------------------------------------------------------------------------------------
 # Subprocesses
 # ------------------------------------------------------------------------------------------------
-def kill_when(proc: subprocess.Popen, predicate: Callable[[], bool], *, timeout: float = 300,
-              poll: float = 0.005, delay: float = 0.0) -> int | None:
+def kill_when(
+    proc: subprocess.Popen,
+    predicate: Callable[[], bool],
+    *,
+    timeout: float = 300,
+    poll: float = 0.005,
+    delay: float = 0.0,
+) -> int | None:
     """SIGKILL ``proc`` ``delay`` seconds after ``predicate()`` first holds, polling every
     ``poll`` seconds; kill it anyway after ``timeout`` or on an exception, and reap it. Returns
     its exit status: ``-SIGKILL`` unless it ended by itself first (the caller asserts which)."""

@@ -10,14 +10,11 @@ import re
 import pytest
 
 from benchmarks import accuracy
+from conftest import FASHION_MNIST, needs_data
 from jaxconv.registry import list_models
 from jaxconv.training import TrainConfig, fit, measured, recipe_for
 from jaxconv.training.cli import build_parser
 from jaxconv.training.recipes import Recipe, augment_for, recipe_table
-
-from real_data import DATASETS_DIR  # noqa: E402
-
-FASHION_MNIST = DATASETS_DIR / 'fashion-mnist'
 
 
 def measured_column(table: str) -> dict[str, str]:
@@ -29,10 +26,13 @@ def measured_column(table: str) -> dict[str, str]:
 def default_row(arch: str, accuracy: float, **config_changes) -> dict:
     """A results row as a complete default run of ``arch``'s recipe would give it."""
     recipe = recipe_for(arch)
-    config = {**measured.DEFAULT_RUN, **dataclasses.asdict(recipe), 'arch': arch,
-              **config_changes}
-    return {'arch': arch, 'final_test_accuracy': accuracy, 'epochs': config['epochs'],
-            'config': config}
+    config = {**measured.DEFAULT_RUN, **dataclasses.asdict(recipe), 'arch': arch, **config_changes}
+    return {
+        'arch': arch,
+        'final_test_accuracy': accuracy,
+        'epochs': config['epochs'],
+        'config': config,
+    }
 
 
 def test_help_measured_column_is_what_the_results_file_holds():
@@ -40,10 +40,17 @@ def test_help_measured_column_is_what_the_results_file_holds():
     column = measured_column(recipe_table(list_models()))
     for arch, cell in column.items():
         row = results.get(arch)
-        wanted = {**dataclasses.asdict(recipe_for(arch)), 'dataset': 'fashion_mnist', 'seed': 0,
-                  'limit_train': None}
-        same_recipe = row is not None and row['epochs'] == wanted['epochs'] and all(
-            row['config'][k] == v for k, v in wanted.items())
+        wanted = {
+            **dataclasses.asdict(recipe_for(arch)),
+            'dataset': 'fashion_mnist',
+            'seed': 0,
+            'limit_train': None,
+        }
+        same_recipe = (
+            row is not None
+            and row['epochs'] == wanted['epochs']
+            and all(row['config'][k] == v for k, v in wanted.items())
+        )
         expected = f'{row["final_test_accuracy"]:.3f}' if same_recipe else '-'
         assert cell == expected, arch
 
@@ -57,16 +64,27 @@ def test_help_reads_the_results_file_at_run_time(tmp_path, monkeypatch):
     assert column['vgg11'] == '-'
 
 
-@pytest.mark.parametrize('change', [{'lr': 0.5}, {'epochs': 1}, {'limit_train': 1000},
-                                    {'dataset': 'mnist'}, {'augment': 'flip'}, {'seed': 1}])
+@pytest.mark.parametrize(
+    'change',
+    [
+        {'lr': 0.5},
+        {'epochs': 1},
+        {'limit_train': 1000},
+        {'dataset': 'mnist'},
+        {'augment': 'flip'},
+        {'seed': 1},
+    ],
+)
 def test_a_run_of_another_recipe_does_not_measure_the_default(change):
     row = default_row('lenet', 0.9, **change)
     if 'epochs' in change:
         row['epochs'] = change['epochs']
     results = {'lenet': row}
     assert measured_column(recipe_table(['lenet'], results))['lenet'] == '-'
-    assert measured_column(recipe_table(['lenet'], {'lenet': default_row('lenet', 0.9)})
-                           )['lenet'] == '0.900'
+    assert (
+        measured_column(recipe_table(['lenet'], {'lenet': default_row('lenet', 0.9)}))['lenet']
+        == '0.900'
+    )
 
 
 def test_readme_table_is_generated_from_the_results_file():
@@ -84,17 +102,24 @@ def test_every_row_names_its_command_and_cpu_and_beats_nothing_by_typing():
         assert row['test_accuracy'][-1] == row['final_test_accuracy']
 
 
-@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason=f'no Fashion-MNIST at {FASHION_MNIST}')
-def test_collect_reads_a_real_run(tmp_path, tmp_path_factory):
-    tfds_dir = tmp_path_factory.getbasetemp() / 'tfds'  # shared with test_train's runs
-    tfds_dir.mkdir(exist_ok=True)
+@needs_data
+def test_collect_reads_a_real_run(tmp_path, tfds_dir):
     root = tmp_path / 'runs'
-    config = TrainConfig(arch='lenet', data_dir=str(FASHION_MNIST), tfds_dir=str(tfds_dir),
-                         workdir=str(root / 'lenet'), limit_train=256, limit_eval=128,
-                         batch_size=64, epochs=2, progress=False)
+    config = TrainConfig(
+        arch='lenet',
+        data_dir=str(FASHION_MNIST),
+        tfds_dir=str(tfds_dir),
+        workdir=str(root / 'lenet'),
+        limit_train=256,
+        limit_eval=128,
+        batch_size=64,
+        epochs=2,
+        progress=False,
+    )
     result = fit(config)
-    (root / 'lenet' / 'hosts.jsonl').write_text(json.dumps(
-        {'cpu_model': 'test cpu', 'command': accuracy.train_command('lenet', [])}) + '\n')
+    (root / 'lenet' / 'hosts.jsonl').write_text(
+        json.dumps({'cpu_model': 'test cpu', 'command': accuracy.train_command('lenet', [])}) + '\n'
+    )
     results = accuracy.collect(root, tmp_path / 'results.json')
     row = results['lenet']
     assert row['final_test_accuracy'] == result.records[-1]['test_accuracy']
@@ -110,6 +135,6 @@ def test_collect_reads_a_real_run(tmp_path, tmp_path_factory):
 def test_the_recipe_augmentation_applies_to_fashion_mnist_only():
     recipe = Recipe(32, 128, 'adam', 1e-3, 2, augment='crop-flip')
     assert augment_for('fashion_mnist', recipe) == 'crop-flip'
-    assert augment_for('mnist', recipe) == 'none'        # a mirrored digit is another digit
+    assert augment_for('mnist', recipe) == 'none'  # a mirrored digit is another digit
     assert augment_for('folder', recipe) == 'none'
     assert augment_for('cifar10', Recipe(32, 128, 'adam', 1e-3, 2)) == 'crop-flip'

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from jaxconv.data import preprocess
-from jaxconv.data.augment import (AUGMENTATIONS, CROP_PADDING, augment, augment_key,
-                                  random_crop, random_flip)
+from jaxconv.data.augment import (
+    AUGMENTATIONS,
+    CROP_PADDING,
+    augment,
+    augment_key,
+    random_crop,
+    random_flip,
+)
 
 
 def ramp(n=64, h=6, w=5, c=2) -> np.ndarray:
@@ -23,8 +29,11 @@ def windows(image: np.ndarray, padding: int = CROP_PADDING) -> list[np.ndarray]:
     """Every H x W window of the zero-padded image, offsets (0..2p) x (0..2p) in row order."""
     h, w, _ = image.shape
     padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
-    return [padded[dy:dy + h, dx:dx + w] for dy in range(2 * padding + 1)
-            for dx in range(2 * padding + 1)]
+    return [
+        padded[dy : dy + h, dx : dx + w]
+        for dy in range(2 * padding + 1)
+        for dx in range(2 * padding + 1)
+    ]
 
 
 @pytest.mark.parametrize('mode', AUGMENTATIONS)
@@ -84,19 +93,25 @@ def test_same_seed_and_step_same_draws_other_step_other_draws():
 
 def test_augment_key_differs_from_the_dropout_key():
     from jaxconv.training.steps import dropout_key
-    assert not np.array_equal(jax.random.key_data(augment_key(0)),
-                              jax.random.key_data(dropout_key(0)))
+
+    assert not np.array_equal(
+        jax.random.key_data(augment_key(0)), jax.random.key_data(dropout_key(0))
+    )
 
 
 def test_preprocess_augments_before_normalising_so_padding_is_black():
     x = np.full((64, 8, 8, 1), 255, np.uint8)
-    out = np.asarray(preprocess(x, image_size=8, mean=(0.5,), std=(0.25,), augment='crop-flip',
-                                key=jax.random.key(4)))
+    out = np.asarray(
+        preprocess(
+            x, image_size=8, mean=(0.5,), std=(0.25,), augment='crop-flip', key=jax.random.key(4)
+        )
+    )
     assert set(np.unique(out)) <= {(0 - 0.5) / 0.25, (1 - 0.5) / 0.25}
     assert (out == -2.0).any()  # some crop reached into the padding
     plain = preprocess(x, image_size=8, mean=(0.5,), std=(0.25,))
     np.testing.assert_array_equal(
-        np.asarray(preprocess(x, image_size=8, mean=(0.5,), std=(0.25,), augment='none')), plain)
+        np.asarray(preprocess(x, image_size=8, mean=(0.5,), std=(0.25,), augment='none')), plain
+    )
 
 
 def test_unknown_mode_is_refused():
@@ -115,16 +130,25 @@ def test_train_step_augments_only_when_asked_and_reproducibly():
     from jaxconv.training.sharding import data_parallel
 
     spec = DATASETS['fashion_mnist']
-    split = steps.split_model(create_model('mlp', num_classes=10, in_channels=1,
-                                           image_size=28, rngs=steps.model_rngs(0)))
+    split = steps.split_model(
+        create_model('mlp', num_classes=10, in_channels=1, image_size=28, rngs=steps.model_rngs(0))
+    )
     tx = optax.sgd(0.1)
     dp = data_parallel(1)
     x = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
     y = np.arange(8, dtype=np.int32)
 
     def losses(mode, times):
-        step = steps.make_train_step(split, tx, spec=spec, image_size=28, seed=0, augment=mode,
-                                     replicated=dp.replicated, batch=dp.batch)
+        step = steps.make_train_step(
+            split,
+            tx,
+            spec=spec,
+            image_size=28,
+            seed=0,
+            augment=mode,
+            replicated=dp.replicated,
+            batch=dp.batch,
+        )
         out = []
         for _ in range(times):  # a fresh state each time: the step donates its input
             state = dp.replicate(steps.init_state(split, tx))

@@ -20,24 +20,26 @@ from jaxconv.layers import Conv2d
 # (N, H, W, C_in, C_out, k, stride, padding, dilation, groups)
 GEOMETRIES = [
     (2, 5, 5, 4, 6, 3, 1, 1, 1, 1),
-    (2, 1, 1, 8, 4, 3, 1, 1, 1, 1),       # only the centre tap reads real input
-    (2, 2, 2, 8, 4, 3, 1, 1, 1, 1),       # the 2x2 maps XLA:CPU is slow on
-    (2, 7, 6, 3, 4, 7, 2, 3, 1, 1),       # stem-like 7x7 stride 2, non-square
-    (2, 9, 9, 4, 8, 3, 2, 1, 1, 2),       # grouped, strided
-    (2, 4, 4, 16, 16, 3, 2, 1, 1, 16),    # depthwise, strided
-    (2, 6, 6, 4, 4, 1, 2, 0, 1, 1),       # strided 1x1 shortcut
-    (2, 15, 15, 3, 5, 11, 4, 1, 1, 1),    # AlexNet's first layer, scaled down
-    (2, 8, 8, 4, 4, 3, 1, 2, 2, 1),       # dilated
-    (2, 3, 3, 4, 6, 5, 1, 2, 1, 1),       # kernel larger than the map
-    (2, 1, 1, 3, 4, 3, 2, 2, 1, 1),       # live taps 0 and 2 only: tap 1 reads padding
+    (2, 1, 1, 8, 4, 3, 1, 1, 1, 1),  # only the centre tap reads real input
+    (2, 2, 2, 8, 4, 3, 1, 1, 1, 1),  # the 2x2 maps XLA:CPU is slow on
+    (2, 7, 6, 3, 4, 7, 2, 3, 1, 1),  # stem-like 7x7 stride 2, non-square
+    (2, 9, 9, 4, 8, 3, 2, 1, 1, 2),  # grouped, strided
+    (2, 4, 4, 16, 16, 3, 2, 1, 1, 16),  # depthwise, strided
+    (2, 6, 6, 4, 4, 1, 2, 0, 1, 1),  # strided 1x1 shortcut
+    (2, 15, 15, 3, 5, 11, 4, 1, 1, 1),  # AlexNet's first layer, scaled down
+    (2, 8, 8, 4, 4, 3, 1, 2, 2, 1),  # dilated
+    (2, 3, 3, 4, 6, 5, 1, 2, 1, 1),  # kernel larger than the map
+    (2, 1, 1, 3, 4, 3, 2, 2, 1, 1),  # live taps 0 and 2 only: tap 1 reads padding
 ]
 # Each pass uses a different lowering in each plan, so three plans cover every (pass, lowering).
 # A chunk of 1 image runs the chunked (lax.map / lax.scan) path of a pass.
-PLANS = [cl.Plan(cl.Pass('xla'), cl.Pass('im2col', 1), cl.Pass('taps')),
-         cl.Plan(cl.Pass('im2col'), cl.Pass('taps'), cl.Pass('xla')),
-         cl.Plan(cl.Pass('taps', 1), cl.Pass('xla'), cl.Pass('im2col', 1)),
-         cl.Plan(cl.Pass('direct'), cl.Pass('grouped', 1), cl.Pass('direct')),
-         cl.Plan(cl.Pass('grouped'), cl.Pass('direct', 1), cl.Pass('grouped', 1))]
+PLANS = [
+    cl.Plan(cl.Pass('xla'), cl.Pass('im2col', 1), cl.Pass('taps')),
+    cl.Plan(cl.Pass('im2col'), cl.Pass('taps'), cl.Pass('xla')),
+    cl.Plan(cl.Pass('taps', 1), cl.Pass('xla'), cl.Pass('im2col', 1)),
+    cl.Plan(cl.Pass('direct'), cl.Pass('grouped', 1), cl.Pass('direct')),
+    cl.Plan(cl.Pass('grouped'), cl.Pass('direct', 1), cl.Pass('grouped', 1)),
+]
 
 
 def _case(geometry, dtype, seed=0):
@@ -54,12 +56,14 @@ def _rel(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
-CASES = ([(g, 'float32') for g in GEOMETRIES] +
-         [(g, 'float64') for g in GEOMETRIES[1:5]])  # float64: the tap-dropping and group paths
+CASES = [(g, 'float32') for g in GEOMETRIES] + [
+    (g, 'float64') for g in GEOMETRIES[1:5]
+]  # float64: the tap-dropping and group paths
 
 
-@pytest.mark.parametrize('geometry,dtype', CASES,
-                         ids=lambda v: v if isinstance(v, str) else 'x'.join(map(str, v)))
+@pytest.mark.parametrize(
+    'geometry,dtype', CASES, ids=lambda v: v if isinstance(v, str) else 'x'.join(map(str, v))
+)
 def test_every_plan_matches_xla_forward_and_gradients(geometry, dtype):
     # x64 only inside this test: left on, it changed the dtypes later tests compute in.
     with jax.enable_x64(dtype == 'float64'):
@@ -74,6 +78,7 @@ def _check_every_plan(geometry, dtype):
         def vjp(fn):
             y, back = jax.vjp(fn, x, kernel)
             return (y, *back(dy))
+
         ref = vjp(lambda x, k: cl.conv_xla(x, k, spec))
         return ref, [vjp(lambda x, k, p=p: cl._mixed_conv(x, k, spec, p)) for p in PLANS]
 
@@ -86,8 +91,8 @@ def _check_every_plan(geometry, dtype):
 
 
 def test_live_taps_drop_only_taps_that_read_padding():
-    assert cl._live_taps(1, 3, 1, 1, 1) == [1]           # 1x1 map: centre only
-    assert cl._live_taps(2, 3, 1, 1, 1) == [0, 1, 2]     # 2x2 map: every tap reads something
+    assert cl._live_taps(1, 3, 1, 1, 1) == [1]  # 1x1 map: centre only
+    assert cl._live_taps(2, 3, 1, 1, 1) == [0, 1, 2]  # 2x2 map: every tap reads something
     assert cl._live_taps(1, 7, 2, 3, 1) == [3]
     assert cl._live_taps(3, 5, 1, 2, 1) == [0, 1, 2, 3, 4]
 
@@ -100,20 +105,22 @@ def test_cpu_plan_avoids_xla_convolution_on_tiny_maps():
             assert all(p.lowering != 'xla' for p in plan), plan
     pointwise = cl.ConvSpec((1, 1), (0, 0), (1, 1), 1)
     assert cl.cpu_plan((128, 8, 8, 64), (1, 1, 64, 64), pointwise) == cl.Plan(
-        *(cl.Pass('im2col'),) * 3)
+        *(cl.Pass('im2col'),) * 3
+    )
 
 
 def test_chunks_divide_the_batch_and_respect_the_budget():
-    assert cl._chunk(128, 1.0, 1e9) is None               # fits whole: no chunking
-    assert cl._chunk(128, 3 * 2 ** 20, 8 * 2 ** 20) == 2
-    assert cl._chunk(100, 1 * 2 ** 20, 8 * 2 ** 20) == 5  # a divisor of 100
-    assert cl._chunk(7, 9 * 2 ** 20, 8 * 2 ** 20) == 1
+    assert cl._chunk(128, 1.0, 1e9) is None  # fits whole: no chunking
+    assert cl._chunk(128, 3 * 2**20, 8 * 2**20) == 2
+    assert cl._chunk(100, 1 * 2**20, 8 * 2**20) == 5  # a divisor of 100
+    assert cl._chunk(7, 9 * 2**20, 8 * 2**20) == 1
 
 
 def test_off_cpu_every_pass_is_xla():
     spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
     assert cl.plan((8, 2, 2, 16), (3, 3, 16, 16), spec, platform='gpu') == cl.Plan(
-        *(cl.Pass('xla'),) * 3)
+        *(cl.Pass('xla'),) * 3
+    )
 
 
 def test_forcing_a_lowering_and_recording_what_was_traced():
@@ -131,13 +138,14 @@ def test_forcing_a_lowering_and_recording_what_was_traced():
 def test_conv2d_layer_gradient_through_jit_matches_plain_xla():
     """The layer as the models use it: jit(grad) through the auto plan equals XLA's own."""
     from flax import nnx
+
     layer = Conv2d(8, 16, 3, padding=1, rngs=nnx.Rngs(0))
     x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 2, 2, 8)), jnp.float32)
 
     def loss(kernel, x, forced):
         with cl.lowering(forced):
             y = cl.conv2d(x, kernel, stride=(1, 1), padding=(1, 1))
-        return jnp.sum(y ** 2)
+        return jnp.sum(y**2)
 
     auto = jax.jit(jax.grad(lambda k, x: loss(k, x, None)))(layer.kernel[...], x)
     xla = jax.jit(jax.grad(lambda k, x: loss(k, x, 'xla')))(layer.kernel[...], x)
@@ -179,16 +187,25 @@ def empty_cache(tmp_path, monkeypatch):
 def _traced_loss(x, kernel, spec, mode):
     def loss(x, kernel):
         with cl.lowering(mode):
-            y = cl.conv2d(x, kernel, stride=spec.stride, padding=spec.padding,
-                          dilation=spec.dilation, groups=spec.groups)
-        return jnp.sum(y ** 2)
+            y = cl.conv2d(
+                x,
+                kernel,
+                stride=spec.stride,
+                padding=spec.padding,
+                dilation=spec.dilation,
+                groups=spec.groups,
+            )
+        return jnp.sum(y**2)
+
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, kernel)
 
 
-@pytest.mark.parametrize('geometry', [GEOMETRIES[0], GEOMETRIES[2], GEOMETRIES[4]],
-                         ids=lambda g: 'x'.join(map(str, g)))
-def test_autotune_measures_once_caches_on_disk_and_computes_the_same(geometry, empty_cache,
-                                                                     monkeypatch):
+@pytest.mark.parametrize(
+    'geometry', [GEOMETRIES[0], GEOMETRIES[2], GEOMETRIES[4]], ids=lambda g: 'x'.join(map(str, g))
+)
+def test_autotune_measures_once_caches_on_disk_and_computes_the_same(
+    geometry, empty_cache, monkeypatch
+):
     x, kernel, _, spec = _case(geometry, 'float32')
     tuned_before = conv_autotune.STATS.tuned
     got = _traced_loss(x, kernel, spec, 'autotune')
@@ -202,7 +219,7 @@ def test_autotune_measures_once_caches_on_disk_and_computes_the_same(geometry, e
     assert len(files) == 1
     data = __import__('json').loads(files[0].read_text())
     assert data['machine'] == conv_autotune.machine_key()
-    (key, entry), = data['plans'].items()
+    ((key, entry),) = data['plans'].items()
     assert key == cl.shape_key(x.shape, kernel.shape, spec, 'float32', 'cpu')
     plan = cl.Plan.parse(entry['plan'])
     rule = cl.cpu_plan(x.shape, kernel.shape, spec)
@@ -211,9 +228,11 @@ def test_autotune_measures_once_caches_on_disk_and_computes_the_same(geometry, e
         fastest = min(timed, key=timed.get)
         # The fastest, or the fixed rule's pick when it is within the margin of the fastest.
         assert str(chosen) == fastest or (
-            chosen == ruled and timed[str(ruled)] <= (1 + conv_autotune.MARGIN) * timed[fastest])
-        assert {str(c) for c in conv_autotune.candidates(x.shape, kernel.shape, spec, pass_)
-                } <= timed.keys()
+            chosen == ruled and timed[str(ruled)] <= (1 + conv_autotune.MARGIN) * timed[fastest]
+        )
+        assert {
+            str(c) for c in conv_autotune.candidates(x.shape, kernel.shape, spec, pass_)
+        } <= timed.keys()
 
     # A new process (nothing in memory) reads the file and measures nothing.
     conv_autotune.forget()
@@ -226,20 +245,25 @@ def test_candidates_leave_out_what_cannot_win_and_add_the_new_lowerings():
     spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
     tiny = conv_autotune.candidates((128, 2, 2, 512), (3, 3, 512, 512), spec, 'fwd')
     assert cl.Pass('xla') not in tiny and cl.Pass('taps') in tiny
-    assert cl.Pass('xla') in conv_autotune.candidates((128, 2, 2, 512), (3, 3, 512, 512), spec,
-                                                      'dw')
-    lenet = conv_autotune.candidates((128, 28, 28, 1), (5, 5, 1, 6),
-                                     cl.ConvSpec((1, 1), (2, 2), (1, 1), 1), 'fwd')
+    assert cl.Pass('xla') in conv_autotune.candidates(
+        (128, 2, 2, 512), (3, 3, 512, 512), spec, 'dw'
+    )
+    lenet = conv_autotune.candidates(
+        (128, 28, 28, 1), (5, 5, 1, 6), cl.ConvSpec((1, 1), (2, 2), (1, 1), 1), 'fwd'
+    )
     assert cl.Pass('direct') in lenet
-    grouped = conv_autotune.candidates((8, 8, 8, 64), (3, 3, 2, 64),
-                                       cl.ConvSpec((1, 1), (1, 1), (1, 1), 32), 'dw')
+    grouped = conv_autotune.candidates(
+        (8, 8, 8, 64), (3, 3, 2, 64), cl.ConvSpec((1, 1), (1, 1), (1, 1), 32), 'dw'
+    )
     assert cl.Pass('grouped') in grouped
-    big = ((128, 32, 32, 64), (3, 3, 64, 64), spec)       # a 75 MB patch matrix
-    assert conv_autotune.chunked(cl.Pass('im2col'), *big) == [cl.Pass('im2col', 32),
-                                                             cl.Pass('im2col', 8)]
+    big = ((128, 32, 32, 64), (3, 3, 64, 64), spec)  # a 75 MB patch matrix
+    assert conv_autotune.chunked(cl.Pass('im2col'), *big) == [
+        cl.Pass('im2col', 32),
+        cl.Pass('im2col', 8),
+    ]
     assert conv_autotune.chunked(cl.Pass('xla'), *big) == []
     assert conv_autotune.chunked(cl.Pass('im2col'), (2, 4, 4, 8), (3, 3, 8, 8), spec) == []
-    assert 2 ** 15 <= conv_autotune.l2_cache_bytes() <= 2 ** 30
+    assert 2**15 <= conv_autotune.l2_cache_bytes() <= 2**30
 
 
 def test_float64_and_shape_only_traces_never_autotune(empty_cache, monkeypatch):
@@ -247,11 +271,14 @@ def test_float64_and_shape_only_traces_never_autotune(empty_cache, monkeypatch):
     spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
     with cl.lowering('autotune'):
         assert cl.plan((2, 5, 5, 4), (3, 3, 4, 6), spec, 'cpu', 'float64') == cl.cpu_plan(
-            (2, 5, 5, 4), (3, 3, 4, 6), spec)
+            (2, 5, 5, 4), (3, 3, 4, 6), spec
+        )
         assert cl.plan((2, 5, 5, 4), (3, 3, 4, 6), spec, 'gpu', 'float32') == cl.Plan(
-            *(cl.Pass('xla'),) * 3)
+            *(cl.Pass('xla'),) * 3
+        )
         from jaxconv.registry import create_model
-        create_model('lenet', image_size=28)          # min-image-size check: eval_shape only
+
+        create_model('lenet', image_size=28)  # min-image-size check: eval_shape only
 
 
 def test_fixed_plans_pin_a_recorded_plan_whatever_the_mode():
@@ -261,4 +288,5 @@ def test_fixed_plans_pin_a_recorded_plan_whatever_the_mode():
     with cl.fixed_plans({key: str(pinned)}), cl.lowering('xla'):
         assert cl.plan((2, 5, 5, 4), (3, 3, 4, 6), spec, 'cpu', 'float32') == pinned
         assert cl.plan((2, 5, 5, 4), (3, 3, 4, 7), spec, 'cpu', 'float32') == cl.Plan(
-            *(cl.Pass('xla'),) * 3)
+            *(cl.Pass('xla'),) * 3
+        )

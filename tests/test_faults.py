@@ -39,13 +39,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import (
+    DATASETS_DIR,
+    FASHION_MNIST,
+    MNIST,
+    MNIST_FILES,
+    REPO,
+    SUMMARY_TIMING_KEYS,
+    TINY_STEPS_PER_EPOCH,
+    checkpoint_leaves,
+    checkpoint_steps,
+    kill_when,
+    needs_data,
+    read_jsonl,
+    run_metrics,
+    tiny_run,
+)
 from jaxconv.data import DATASETS
 from jaxconv.optim import OPTIMIZERS
 from jaxconv.registry import list_models
-
-from conftest import (DATASETS_DIR, FASHION_MNIST, MNIST, MNIST_FILES, REPO, SUMMARY_TIMING_KEYS,
-                      TINY_STEPS_PER_EPOCH, checkpoint_leaves, checkpoint_steps, kill_when,
-                      needs_data, read_jsonl, run_metrics, tiny_run)
 
 FASHION_FILES = MNIST_FILES
 TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax writes checkpoint N into N.orbax-checkpoint-tmp
@@ -79,8 +91,9 @@ def train_command(args) -> list[str]:
 
 
 def train(args, env, *, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(train_command(args), cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        train_command(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def train_all(jobs: dict[str, tuple[list, dict]]) -> dict[str, subprocess.CompletedProcess]:
@@ -100,8 +113,9 @@ def message_lines(stderr: str) -> list[str]:
     return lines
 
 
-def assert_clear_error(proc: subprocess.CompletedProcess, code: int, *needles: str,
-                       max_lines: int | None = 3) -> str:
+def assert_clear_error(
+    proc: subprocess.CompletedProcess, code: int, *needles: str, max_lines: int | None = 3
+) -> str:
     """Exit ``code``, no traceback, exactly one ``train.py: ...`` message naming every needle,
     at most ``max_lines`` lines besides argparse's usage block. Returns the message."""
     err = proc.stderr
@@ -110,7 +124,7 @@ def assert_clear_error(proc: subprocess.CompletedProcess, code: int, *needles: s
     lines = message_lines(err)
     first = [i for i, line in enumerate(lines) if line.startswith('train.py: ')]
     assert len(first) == 1, err
-    message = '\n'.join(lines[first[0]:])
+    message = '\n'.join(lines[first[0] :])
     for needle in needles:
         assert needle in message, f'{needle!r} not in:\n{message}'
     if max_lines is not None:
@@ -135,11 +149,13 @@ def assert_same_run(workdir: Path, reference: Path) -> None:
     assert step == ref_step == LAST_STEP
     for a, b in zip(leaves, ref_leaves, strict=True):
         np.testing.assert_array_equal(a, b)
-    summary, ref_summary = (json.loads((w / 'summary.json').read_text())
-                            for w in (workdir, reference))
+    summary, ref_summary = (
+        json.loads((w / 'summary.json').read_text()) for w in (workdir, reference)
+    )
     drop = SUMMARY_TIMING_KEYS | {'config'}  # config holds --resume and --workdir
-    assert {k: v for k, v in summary.items() if k not in drop} == \
-        {k: v for k, v in ref_summary.items() if k not in drop}
+    assert {k: v for k, v in summary.items() if k not in drop} == {
+        k: v for k, v in ref_summary.items() if k not in drop
+    }
     assert not list((workdir / 'checkpoints').glob(f'*{TMP_SUFFIX}*')), 'debris left behind'
 
 
@@ -153,11 +169,13 @@ def fault_env(tfds_home):
     """``fault_env(JAXCONV_FAULT_...='k')``: the environment that loads the fault hook
     (tests/fault_hook/sitecustomize.py)."""
     # sitecustomize is imported before the script's directory joins sys.path: add the repo too.
-    path = os.pathsep.join(filter(None, [str(FAULT_HOOK_DIR), str(REPO),
-                                         os.environ.get('PYTHONPATH')]))
+    path = os.pathsep.join(
+        filter(None, [str(FAULT_HOOK_DIR), str(REPO), os.environ.get('PYTHONPATH')])
+    )
 
     def make(**faults: str) -> dict[str, str]:
         return base_env(tfds_home, PYTHONPATH=path, **faults)
+
     return make
 
 
@@ -180,8 +198,9 @@ def copy_run(reference: Path, dest: Path) -> Path:
 # 1. Crash and resume: SIGKILL anywhere, then --resume, gives the uninterrupted run
 # ------------------------------------------------------------------------------------------------
 @needs_data
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(reference, prepared_tfds, tfds_home,
-                                                            fault_env, tmp_path):
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
+    reference, prepared_tfds, tfds_home, fault_env, tmp_path
+):
     """Killed before step 12 (epoch 2, batch 5 of 8): nothing of epoch 2 survives but the run
     resumes from checkpoint 8 and ends bit-identical to the uninterrupted one."""
     workdir = tmp_path / 'run'
@@ -198,18 +217,25 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(reference, prepared_
 
 
 @needs_data
-def test_sigkill_while_a_checkpoint_is_being_written(reference, prepared_tfds, tfds_home,
-                                                     tmp_path):
+def test_sigkill_while_a_checkpoint_is_being_written(reference, prepared_tfds, tfds_home, tmp_path):
     """A real SIGKILL from outside the moment orbax's temporary directory of checkpoint 16
     appears: the half-written checkpoint is not listed, --resume starts from checkpoint 8 and
     the run ends as if never killed (orbax replaces the stale temporary directory)."""
     workdir = tmp_path / 'run'
     checkpoints = workdir / 'checkpoints'
-    proc = subprocess.Popen(train_command(fault_run(workdir, prepared_tfds)), cwd=REPO,
-                            env=base_env(tfds_home), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    writing_16 = lambda: checkpoints.is_dir() and any(  # noqa: E731
-        p.name.startswith(f'16{TMP_SUFFIX}') for p in checkpoints.iterdir())
+    proc = subprocess.Popen(
+        train_command(fault_run(workdir, prepared_tfds)),
+        cwd=REPO,
+        env=base_env(tfds_home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def writing_16():
+        return checkpoints.is_dir() and any(
+            p.name.startswith(f'16{TMP_SUFFIX}') for p in checkpoints.iterdir()
+        )
+
     status = kill_when(proc, writing_16, poll=0.0005)
     assert status == -signal.SIGKILL, 'the run ended before checkpoint 16 was written'
     half_written = [p.name for p in checkpoints.iterdir() if TMP_SUFFIX in p.name]
@@ -223,8 +249,9 @@ def test_sigkill_while_a_checkpoint_is_being_written(reference, prepared_tfds, t
 
 
 @needs_data
-def test_sigkill_at_the_commit_of_a_checkpoint(reference, prepared_tfds, tfds_home, fault_env,
-                                               tmp_path):
+def test_sigkill_at_the_commit_of_a_checkpoint(
+    reference, prepared_tfds, tfds_home, fault_env, tmp_path
+):
     """The worst moment: checkpoint 16 is completely written, orbax's commit_success.txt
     included, only the rename into place is missing. It must still not count as a checkpoint
     (and the metrics line of epoch 2, appended before checkpointing, must go on resume)."""
@@ -243,8 +270,9 @@ def test_sigkill_at_the_commit_of_a_checkpoint(reference, prepared_tfds, tfds_ho
 
 
 @needs_data
-def test_killed_after_the_last_checkpoint_resume_writes_the_summary(reference, prepared_tfds,
-                                                                   tfds_home, tmp_path):
+def test_killed_after_the_last_checkpoint_resume_writes_the_summary(
+    reference, prepared_tfds, tfds_home, tmp_path
+):
     """Killed between the last checkpoint and summary.json / curves.png (as left by SIGKILL
     there): --resume trains nothing and writes the run's summary and curves."""
     workdir = copy_run(reference, tmp_path / 'run')
@@ -258,8 +286,9 @@ def test_killed_after_the_last_checkpoint_resume_writes_the_summary(reference, p
 
 
 @needs_data
-def test_torn_metrics_line_from_a_crash_is_dropped_on_resume(reference, prepared_tfds, tfds_home,
-                                                            tmp_path):
+def test_torn_metrics_line_from_a_crash_is_dropped_on_resume(
+    reference, prepared_tfds, tfds_home, tmp_path
+):
     """A machine crash (power loss) while epoch 2's line was appended: half a line, no
     checkpoint 16. --resume must continue from checkpoint 8 and end as the uninterrupted run."""
     workdir = copy_run(reference, tmp_path / 'run')
@@ -267,7 +296,7 @@ def test_torn_metrics_line_from_a_crash_is_dropped_on_resume(reference, prepared
         shutil.rmtree(workdir / 'checkpoints' / str(step))
     (workdir / 'summary.json').unlink()
     lines = (workdir / 'metrics.jsonl').read_text().splitlines(keepends=True)
-    (workdir / 'metrics.jsonl').write_text(lines[0] + lines[1][:len(lines[1]) // 2])
+    (workdir / 'metrics.jsonl').write_text(lines[0] + lines[1][: len(lines[1]) // 2])
     resumed = train(fault_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'Traceback' not in resumed.stderr
@@ -277,8 +306,14 @@ def test_torn_metrics_line_from_a_crash_is_dropped_on_resume(reference, prepared
 def timed_stdout_lines(args, env) -> list[tuple[float, str]]:
     """Run train.py to the end; (seconds since start, line) for every line it prints."""
     start = time.monotonic()
-    proc = subprocess.Popen(train_command(args), cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        train_command(args),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     lines = [(time.monotonic() - start, line) for line in proc.stdout]
     assert proc.wait() == 0
     return lines
@@ -307,7 +342,8 @@ def test_repeated_sigkill_at_random_moments_then_resume(prepared_tfds, tfds_home
     training, evaluation, the metrics append or a checkpoint write. 32 steps per epoch, 5 epochs."""
     epochs, spe = 5, 1024 // 32
     args = lambda workdir, *extra: tiny_run(  # noqa: E731
-        workdir, prepared_tfds, *extra, limit_train=1024, batch_size=32, epochs=epochs)
+        workdir, prepared_tfds, *extra, limit_train=1024, batch_size=32, epochs=epochs
+    )
     env = base_env(tfds_home)
     reference = tmp_path / 'reference'
     ends = [t for t, line in timed_stdout_lines(args(reference), env) if line.startswith('epoch ')]
@@ -317,8 +353,14 @@ def test_repeated_sigkill_at_random_moments_then_resume(prepared_tfds, tfds_home
     rng = random.Random(0)
     kills = []
     for _ in range(2 * epochs):
-        proc = subprocess.Popen(train_command(args(workdir, '--resume')), cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            train_command(args(workdir, '--resume')),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         started = proc.stdout.readline()  # logged right before training starts or resumes
         assert 'starting from scratch' in started or 'resuming from checkpoint' in started, started
         proc.stdout.readline()  # an epoch finished
@@ -345,13 +387,18 @@ def test_repeated_sigkill_at_random_moments_then_resume(prepared_tfds, tfds_home
 # ------------------------------------------------------------------------------------------------
 @needs_data
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
-        reference, prepared_tfds, fault_env, tmp_path):
+    reference, prepared_tfds, fault_env, tmp_path
+):
     """Loss NaN at step 11 (epoch 2, batch 4): exit 1 with one sentence naming the step;
     checkpoint 8 and epoch 1's metrics line stay exactly those of the healthy run."""
     workdir = tmp_path / 'run'
     proc = train(fault_run(workdir, prepared_tfds), fault_env(JAXCONV_FAULT_NAN_AT_STEP='11'))
-    assert_clear_error(proc, 1, 'loss is nan at step 11 (epoch 2, batch 4 of 8)',
-                       'the last good checkpoint (step 8) and metrics are kept')
+    assert_clear_error(
+        proc,
+        1,
+        'loss is nan at step 11 (epoch 2, batch 4 of 8)',
+        'the last good checkpoint (step 8) and metrics are kept',
+    )
     assert checkpoint_steps(workdir) == [8]
     assert run_metrics(workdir) == run_metrics(reference)[:1]
     (_, leaves), (_, ref_leaves) = checkpoint_leaves(workdir), checkpoint_leaves(reference, 8)
@@ -364,8 +411,9 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
 def test_overflowing_lr_stops_at_the_first_nonfinite_loss(prepared_tfds, tfds_home, tmp_path):
     """SGD at lr 1e38 overflows float32 after one step: stop there, write no checkpoint."""
     workdir = tmp_path / 'run'
-    proc = train(fault_run(workdir, prepared_tfds, '--optimizer', 'sgd', '--lr', '1e38'),
-                 base_env(tfds_home))
+    proc = train(
+        fault_run(workdir, prepared_tfds, '--optimizer', 'sgd', '--lr', '1e38'), base_env(tfds_home)
+    )
     message = assert_clear_error(proc, 1, 'no checkpoint was written yet', '--lr')
     assert re.search(r'loss is (nan|inf|-inf) at step \d+ \(epoch 1, batch \d+ of 8\)', message)
     assert checkpoint_steps(workdir) == []
@@ -412,21 +460,48 @@ def _not_found(*where: str) -> tuple[str, ...]:
 # case -> (make the --data-dir under a tmp dir, extra args, needles, max message lines)
 BAD_DATA = {
     'data-dir-missing': (lambda d: d / 'nowhere', (), _not_found('does not exist'), None),
-    'data-dir-empty': (lambda d: (d / 'empty').mkdir() or d / 'empty', (),
-                       _not_found('is empty'), None),
-    'file-missing': (lambda d: _copy_fashion(d / 'x', without='t10k-labels-idx1-ubyte.gz'), (),
-                     _not_found('missing t10k-labels-idx1-ubyte.gz'), None),
-    'data-dir-is-a-file': (lambda d: (d / 'f.gz').write_bytes(b'x') and d / 'f.gz', (),
-                           ('is not a directory', *FASHION_FILES), 3),
-    'truncated': (lambda d: _truncate(_copy_fashion(d / 'x') / 'train-labels-idx1-ubyte.gz')
-                  or d / 'x', (),
-                  ('checksum mismatch for train-labels-idx1-ubyte.gz', 'truncated'), 3),
-    'altered': (lambda d: _flip_a_byte(_copy_fashion(d / 'x') / 't10k-images-idx3-ubyte.gz')
-                or d / 'x', (), ('checksum mismatch for t10k-images-idx3-ubyte.gz', 'altered'), 3),
-    'mnist-as-fashion': (lambda d: MNIST, (),
-                         ("of 'mnist', not of 'fashion_mnist'", 'wrong dataset'), 3),
-    'fashion-as-mnist': (lambda d: FASHION_MNIST, ('--dataset', 'mnist'),
-                         ("of 'fashion_mnist', not of 'mnist'", 'wrong dataset'), 3),
+    'data-dir-empty': (
+        lambda d: (d / 'empty').mkdir() or d / 'empty',
+        (),
+        _not_found('is empty'),
+        None,
+    ),
+    'file-missing': (
+        lambda d: _copy_fashion(d / 'x', without='t10k-labels-idx1-ubyte.gz'),
+        (),
+        _not_found('missing t10k-labels-idx1-ubyte.gz'),
+        None,
+    ),
+    'data-dir-is-a-file': (
+        lambda d: (d / 'f.gz').write_bytes(b'x') and d / 'f.gz',
+        (),
+        ('is not a directory', *FASHION_FILES),
+        3,
+    ),
+    'truncated': (
+        lambda d: _truncate(_copy_fashion(d / 'x') / 'train-labels-idx1-ubyte.gz') or d / 'x',
+        (),
+        ('checksum mismatch for train-labels-idx1-ubyte.gz', 'truncated'),
+        3,
+    ),
+    'altered': (
+        lambda d: _flip_a_byte(_copy_fashion(d / 'x') / 't10k-images-idx3-ubyte.gz') or d / 'x',
+        (),
+        ('checksum mismatch for t10k-images-idx3-ubyte.gz', 'altered'),
+        3,
+    ),
+    'mnist-as-fashion': (
+        lambda d: MNIST,
+        (),
+        ("of 'mnist', not of 'fashion_mnist'", 'wrong dataset'),
+        3,
+    ),
+    'fashion-as-mnist': (
+        lambda d: FASHION_MNIST,
+        ('--dataset', 'mnist'),
+        ("of 'fashion_mnist', not of 'mnist'", 'wrong dataset'),
+        3,
+    ),
 }
 
 
@@ -438,8 +513,10 @@ def bad_data_runs(tmp_path_factory, tfds_home):
     for case, (make, extra, _, _) in BAD_DATA.items():
         root = tmp_path_factory.mktemp(case)
         dirs[case] = (root / 'run', root / 'tfds')
-        jobs[case] = (fault_run(root / 'run', root / 'tfds', *extra, data_dir=make(root)),
-                      base_env(tfds_home))
+        jobs[case] = (
+            fault_run(root / 'run', root / 'tfds', *extra, data_dir=make(root)),
+            base_env(tfds_home),
+        )
     return {case: (proc, *dirs[case]) for case, proc in train_all(jobs).items()}
 
 
@@ -469,15 +546,18 @@ def test_tfds_dir_that_is_a_file_is_one_clear_error(tmp_path, tfds_home):
 
 @pytest.mark.slow
 @needs_data
-def test_sigkill_while_preparing_leaves_nothing_a_later_run_trusts(reference, tfds_home,
-                                                                    tmp_path):
+def test_sigkill_while_preparing_leaves_nothing_a_later_run_trusts(reference, tfds_home, tmp_path):
     """SIGKILL one second into the preparation of the dataset (tfds writes into
     ``fashion_mnist/incomplete.*``): nothing counts as prepared, and the next run prepares the
     dataset again and trains exactly as the reference run did on the correctly prepared one."""
     tfds_dir, workdir = tmp_path / 'tfds', tmp_path / 'run'
-    proc = subprocess.Popen(train_command(fault_run(workdir, tfds_dir)), cwd=REPO,
-                            env=base_env(tfds_home), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        train_command(fault_run(workdir, tfds_dir)),
+        cwd=REPO,
+        env=base_env(tfds_home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     preparing = lambda: bool(list((tfds_dir / 'fashion_mnist').glob('incomplete.*')))  # noqa: E731
     status = kill_when(proc, preparing, timeout=120, delay=1.0)
     assert status == -signal.SIGKILL, 'the preparation ended before the kill'
@@ -498,6 +578,7 @@ def _lenet_minimum_image_size() -> int:
 
     from jaxconv.models.base import ImageSizeError
     from jaxconv.registry import create_model
+
     try:
         create_model('lenet', in_channels=1, image_size=4, rngs=nnx.Rngs(0))
     except ImageSizeError as e:
@@ -508,19 +589,26 @@ def _lenet_minimum_image_size() -> int:
 # case -> (train.py arguments after the lenet defaults, extra environment, needles)
 BAD_ARGS = {
     'unknown-arch': (['--arch', 'nonet'], {}, ["invalid choice: 'nonet'", *list_models()]),
-    'unknown-dataset': (['--dataset', 'imagenet'], {},
-                        ["invalid choice: 'imagenet'", *DATASETS]),
+    'unknown-dataset': (['--dataset', 'imagenet'], {}, ["invalid choice: 'imagenet'", *DATASETS]),
     'unknown-optimizer': (['--optimizer', 'lion'], {}, ["invalid choice: 'lion'", *OPTIMIZERS]),
     'missing-arch': (None, {}, ['the following arguments are required: --arch']),
-    'image-size-too-small': (['--image-size', '8'], {}, ['lenet needs image_size >= {minimum}',
-                                                         'got 8']),
+    'image-size-too-small': (
+        ['--image-size', '8'],
+        {},
+        ['lenet needs image_size >= {minimum}', 'got 8'],
+    ),
     'batch-size-zero': (['--batch-size', '0'], {}, ['--batch-size must be a positive integer']),
-    'batch-size-negative': (['--batch-size', '-32'], {},
-                            ['--batch-size must be a positive integer', '-32']),
+    'batch-size-negative': (
+        ['--batch-size', '-32'],
+        {},
+        ['--batch-size must be a positive integer', '-32'],
+    ),
     'batch-size-not-a-number': (['--batch-size', 'abc'], {}, ["invalid int value: 'abc'"]),
-    'batch-size-not-divisible': (['--batch-size', '33'],
-                                 {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'},
-                                 ['--batch-size 33 is not divisible by the 2 devices', '32 or 34']),
+    'batch-size-not-divisible': (
+        ['--batch-size', '33'],
+        {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'},
+        ['--batch-size 33 is not divisible by the 2 devices', '32 or 34'],
+    ),
     'epochs-negative': (['--epochs', '-1'], {}, ['--epochs must be a non-negative integer']),
     'lr-zero': (['--lr', '0'], {}, ['--lr must be a positive number']),
     'lr-negative': (['--lr', '-0.1'], {}, ['--lr must be a positive number']),
@@ -594,8 +682,9 @@ def used_workdir_runs(reference, prepared_tfds, tfds_home, tmp_path_factory):
 @pytest.mark.parametrize('case', list(USED_WORKDIRS))
 def test_new_run_in_a_used_workdir_refuses_and_changes_nothing(used_workdir_runs, case):
     proc, workdir, before = used_workdir_runs[case]
-    assert_clear_error(proc, 2, str(workdir), 'already holds a run', '--resume', '--overwrite',
-                       max_lines=1)
+    assert_clear_error(
+        proc, 2, str(workdir), 'already holds a run', '--resume', '--overwrite', max_lines=1
+    )
     assert tree_digest(workdir) == before
 
 
@@ -604,9 +693,10 @@ CONFLICTS = {
     'arch': (['--arch', 'mlp'], ["arch: 'lenet' -> 'mlp'"]),
     'dataset': (['--dataset', 'mnist'], ["dataset: 'fashion_mnist' -> 'mnist'"]),
     'image-size': (['--image-size', '32'], ['image_size: 28 -> 32']),
-    'all-three': (['--arch', 'mlp', '--dataset', 'mnist', '--image-size', '32'],
-                  ["arch: 'lenet' -> 'mlp'", "dataset: 'fashion_mnist' -> 'mnist'",
-                   'image_size: 28 -> 32']),
+    'all-three': (
+        ['--arch', 'mlp', '--dataset', 'mnist', '--image-size', '32'],
+        ["arch: 'lenet' -> 'mlp'", "dataset: 'fashion_mnist' -> 'mnist'", 'image_size: 28 -> 32'],
+    ),
 }
 
 
@@ -629,11 +719,12 @@ def test_resume_with_another_config_names_the_differences(conflicting_resume_run
 
 
 @needs_data
-def test_resume_with_an_unreadable_config_json_refuses(reference, prepared_tfds, tfds_home,
-                                                       tmp_path):
+def test_resume_with_an_unreadable_config_json_refuses(
+    reference, prepared_tfds, tfds_home, tmp_path
+):
     workdir = copy_run(reference, tmp_path / 'run')
     text = (workdir / 'config.json').read_text()
-    (workdir / 'config.json').write_text(text[:len(text) // 2])
+    (workdir / 'config.json').write_text(text[: len(text) // 2])
     before = tree_digest(workdir)
     proc = train(fault_run(workdir, prepared_tfds, '--resume'), base_env(tfds_home))
     assert_clear_error(proc, 2, 'config.json', 'unreadable', '--overwrite', max_lines=1)
@@ -641,8 +732,9 @@ def test_resume_with_an_unreadable_config_json_refuses(reference, prepared_tfds,
 
 
 @needs_data
-def test_resume_a_checkpoint_of_another_arch_without_config_json(reference, prepared_tfds,
-                                                                  tfds_home, tmp_path):
+def test_resume_a_checkpoint_of_another_arch_without_config_json(
+    reference, prepared_tfds, tfds_home, tmp_path
+):
     workdir = copy_run(reference, tmp_path / 'run')
     (workdir / 'config.json').unlink()
     before = tree_digest(workdir)
@@ -663,19 +755,23 @@ def test_workdir_below_a_file_is_one_clear_error(prepared_tfds, tfds_home, tmp_p
 # ------------------------------------------------------------------------------------------------
 # 6. Library misuse
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize('arch, build, shape, expected', [
-    ('lenet', dict(in_channels=1, image_size=28), (2, 28, 28, 3), '(N, 28, 28, 1)'),
-    ('lenet', dict(in_channels=1, image_size=28), (2, 32, 32, 1), '(N, 28, 28, 1)'),
-    ('lenet', dict(in_channels=1, image_size=28), (2, 1, 28, 28), '(N, 28, 28, 1)'),  # NCHW
-    ('lenet', dict(in_channels=1, image_size=28), (28, 28, 1), '(N, 28, 28, 1)'),  # no batch
-    ('resnet18', dict(in_channels=3, image_size=32), (2, 32, 32, 1), '(N, H, W, 3)'),
-])
+@pytest.mark.parametrize(
+    'arch, build, shape, expected',
+    [
+        ('lenet', dict(in_channels=1, image_size=28), (2, 28, 28, 3), '(N, 28, 28, 1)'),
+        ('lenet', dict(in_channels=1, image_size=28), (2, 32, 32, 1), '(N, 28, 28, 1)'),
+        ('lenet', dict(in_channels=1, image_size=28), (2, 1, 28, 28), '(N, 28, 28, 1)'),  # NCHW
+        ('lenet', dict(in_channels=1, image_size=28), (28, 28, 1), '(N, 28, 28, 1)'),  # no batch
+        ('resnet18', dict(in_channels=3, image_size=32), (2, 32, 32, 1), '(N, H, W, 3)'),
+    ],
+)
 def test_model_called_with_a_wrong_shape_names_expected_and_actual(arch, build, shape, expected):
     """Eagerly and under jit: one ValueError with both shapes, not an XLA error."""
     import jax.numpy as jnp
     from flax import nnx
 
     from jaxconv.registry import create_model
+
     model = create_model(arch, rngs=nnx.Rngs(0), **build)
     x = jnp.zeros(shape)
     for call in (lambda m, x: m(x), nnx.jit(lambda m, x: m(x))):
@@ -691,24 +787,37 @@ def _torch_and_flax(torch_spec: dict, flax_spec: dict):
 
     from jaxconv.registry import create_model
     from parity.twins import torch_model
-    return (torch_model(**torch_spec),
-            create_model(flax_spec.pop('name'), rngs=nnx.Rngs(0), **flax_spec))
+
+    return (
+        torch_model(**torch_spec),
+        create_model(flax_spec.pop('name'), rngs=nnx.Rngs(0), **flax_spec),
+    )
 
 
-@pytest.mark.parametrize('flax_spec, needles', [
-    (dict(name='mlp', num_classes=10, in_channels=1, image_size=28),
-     ['net.0.weight (6, 1, 5, 5)', 'net.3.kernel (512, 10)']),
-    (dict(name='lenet', num_classes=2, in_channels=1, image_size=28),
-     ['net.11.kernel (84, 2)', '(10, 84)', 'net.11.bias (2,)']),
-], ids=['lenet-vs-mlp', 'lenet-10-vs-2-classes'])
+@pytest.mark.parametrize(
+    'flax_spec, needles',
+    [
+        (
+            dict(name='mlp', num_classes=10, in_channels=1, image_size=28),
+            ['net.0.weight (6, 1, 5, 5)', 'net.3.kernel (512, 10)'],
+        ),
+        (
+            dict(name='lenet', num_classes=2, in_channels=1, image_size=28),
+            ['net.11.kernel (84, 2)', '(10, 84)', 'net.11.bias (2,)'],
+        ),
+    ],
+    ids=['lenet-vs-mlp', 'lenet-10-vs-2-classes'],
+)
 def test_transfer_between_mismatched_models_lists_keys_and_shapes(flax_spec, needles):
     """Both directions refuse with every mismatched key and shape, and write nothing."""
     import jax
     from flax import nnx
 
     from parity.transfer import TransferError, to_flax, to_torch
+
     torch_net, flax_net = _torch_and_flax(
-        dict(name='lenet', num_classes=10, in_channels=1, image_size=28), dict(flax_spec))
+        dict(name='lenet', num_classes=10, in_channels=1, image_size=28), dict(flax_spec)
+    )
     flax_before = [np.array(x) for x in jax.tree.leaves(nnx.state(flax_net))]
     torch_before = {k: v.clone() for k, v in torch_net.state_dict().items()}
     for transfer, args in ((to_flax, (torch_net, flax_net)), (to_torch, (flax_net, torch_net))):
@@ -729,8 +838,10 @@ def test_restoring_another_archs_checkpoint_is_a_clear_error(reference):
     from jaxconv.registry import create_model
     from jaxconv.training import steps
     from jaxconv.training.checkpoints import Checkpoints
-    model = create_model('mlp', num_classes=10, in_channels=1, image_size=28,
-                         rngs=steps.model_rngs(0))
+
+    model = create_model(
+        'mlp', num_classes=10, in_channels=1, image_size=28, rngs=steps.model_rngs(0)
+    )
     like = steps.init_state(steps.split_model(model), make_optimizer('adam', 1e-3))
     ckpts = Checkpoints(reference)
     try:

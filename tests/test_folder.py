@@ -22,20 +22,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO, dataset_dir
 from jaxconv.data import DataError, load_folder
 from jaxconv.data import folder as folder_module
 from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.cli import main, run
-
-from conftest import REPO, dataset_dir
-
 
 #: class -> [(file name, PIL mode, (width, height))]; 'Dog' sorts before 'bird' (Python order).
 TREE = {
     'cat': [(f'c{i}.png', 'RGB', (20 + i, 18)) for i in range(6)] + [('c9.jpg', 'L', (30, 30))],
     'Dog': [(f'd{i}.jpg', 'RGB', (16, 24 + i)) for i in range(6)] + [('d9.png', 'L', (28, 28))],
     'bird': [(f'b{i}.png', 'L', (28, 28)) for i in range(3)]
-            + [(f'sub/b{i}.jpeg', 'RGB', (40, 32)) for i in range(3, 7)],
+    + [(f'sub/b{i}.jpeg', 'RGB', (40, 32)) for i in range(3, 7)],
 }
 CLASSES = ['Dog', 'bird', 'cat']
 
@@ -63,9 +61,24 @@ def make_tree(root: Path, *, test: bool = True, copies: int = 1) -> Path:
 
 
 def base_args(data_dir, tmp_path, *extra) -> list[str]:
-    return ['--arch', 'lenet', '--dataset', 'folder', '--data-dir', str(data_dir),
-            '--tfds-dir', str(tmp_path / 'tfds'), '--workdir', str(tmp_path / 'run'),
-            '--batch-size', '8', '--epochs', '1', '--no-progress', *extra]
+    return [
+        '--arch',
+        'lenet',
+        '--dataset',
+        'folder',
+        '--data-dir',
+        str(data_dir),
+        '--tfds-dir',
+        str(tmp_path / 'tfds'),
+        '--workdir',
+        str(tmp_path / 'run'),
+        '--batch-size',
+        '8',
+        '--epochs',
+        '1',
+        '--no-progress',
+        *extra,
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -79,10 +92,16 @@ def test_classes_and_files_in_torchvision_order(tmp_path):
     classes, train, test = folder_module.scan(root)
     assert classes == CLASSES == sorted(TREE)
     for name in classes:  # os.walk in sorted order: the nested sub/ comes after the files
-        expected = sorted(root / 'train' / name / Path(f).with_name(f'0_{Path(f).name}')
-                          for f, _, _ in TREE[name] if '/' not in f)
-        expected += sorted(root / 'train' / name / Path(f).with_name(f'0_{Path(f).name}')
-                           for f, _, _ in TREE[name] if '/' in f)
+        expected = sorted(
+            root / 'train' / name / Path(f).with_name(f'0_{Path(f).name}')
+            for f, _, _ in TREE[name]
+            if '/' not in f
+        )
+        expected += sorted(
+            root / 'train' / name / Path(f).with_name(f'0_{Path(f).name}')
+            for f, _, _ in TREE[name]
+            if '/' in f
+        )
         assert train[name] == expected
     assert set(test) == set(CLASSES)
 
@@ -124,8 +143,9 @@ def test_without_test_folder_a_seeded_validation_split(tmp_path):
     np.testing.assert_array_equal(a.train_y, b.train_y)
     assert not np.array_equal(a.test_x, c.test_x)
     everything = load_folder(root, image_size=8, val_fraction=0.25, seed=0)
-    assert sorted(map(bytes, np.concatenate([a.train_x, a.test_x]))) == \
-        sorted(map(bytes, np.concatenate([everything.train_x, everything.test_x])))
+    assert sorted(map(bytes, np.concatenate([a.train_x, a.test_x]))) == sorted(
+        map(bytes, np.concatenate([everything.train_x, everything.test_x]))
+    )
     # Mean/std from the training part only.
     np.testing.assert_allclose(a.spec.mean, (a.train_x.reshape(-1, 3) / 255.0).mean(0), atol=1e-6)
 
@@ -136,8 +156,9 @@ def test_decoded_cache_is_reused_and_a_changed_file_invalidates_it(tmp_path, mon
     first = load_folder(root, image_size=10, cache_dir=cache)
     real_decode = folder_module.decode
     calls = []
-    monkeypatch.setattr(folder_module, 'decode',
-                        lambda *a, **k: calls.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr(
+        folder_module, 'decode', lambda *a, **k: calls.append(1) or real_decode(*a, **k)
+    )
     again = load_folder(root, image_size=10, cache_dir=cache)
     assert calls == []
     np.testing.assert_array_equal(first.train_x, again.train_x)
@@ -147,7 +168,7 @@ def test_decoded_cache_is_reused_and_a_changed_file_invalidates_it(tmp_path, mon
     os.utime(changed, ns=(1, 1))  # a new mtime even on a coarse file system clock
     updated = load_folder(root, image_size=10, cache_dir=cache)
     assert calls == [1]
-    index = sum(len(TREE[c]) for c in CLASSES[:CLASSES.index('cat')])  # cat's first image
+    index = sum(len(TREE[c]) for c in CLASSES[: CLASSES.index('cat')])  # cat's first image
     assert not np.array_equal(updated.train_x[index], first.train_x[index])
     load_folder(root, image_size=10, cache_dir=cache)
     assert calls == [1]  # the new decoding was cached
@@ -173,11 +194,14 @@ def _test_class_not_in_train(root: Path) -> str:
     return 'horse'
 
 
-@pytest.mark.parametrize('damage, needle', [
-    (_corrupt, 'cannot read the image'),
-    (_empty_class, 'holds no image'),
-    (_test_class_not_in_train, 'lacks'),
-])
+@pytest.mark.parametrize(
+    'damage, needle',
+    [
+        (_corrupt, 'cannot read the image'),
+        (_empty_class, 'holds no image'),
+        (_test_class_not_in_train, 'lacks'),
+    ],
+)
 def test_bad_tree_is_one_clear_error_and_writes_nothing(tmp_path, capsys, damage, needle):
     root = make_tree(tmp_path / 'images')
     named = damage(root)
@@ -190,12 +214,15 @@ def test_bad_tree_is_one_clear_error_and_writes_nothing(tmp_path, capsys, damage
         load_folder(root, image_size=8)
 
 
-@pytest.mark.parametrize('args, message', [
-    (['--dataset', 'folder'], '--dataset folder needs --data-dir'),
-    (['--dataset', 'folder', '--data-dir', '.', '--val-fraction', '1.5'], '--val-fraction'),
-    (['--channels', '2'], "invalid choice: 2"),
-    (['--augment', 'rotate'], "invalid choice: 'rotate'"),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['--dataset', 'folder'], '--dataset folder needs --data-dir'),
+        (['--dataset', 'folder', '--data-dir', '.', '--val-fraction', '1.5'], '--val-fraction'),
+        (['--channels', '2'], 'invalid choice: 2'),
+        (['--augment', 'rotate'], "invalid choice: 'rotate'"),
+    ],
+)
 def test_bad_folder_arguments_exit_2(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
         main(['--arch', 'lenet', '--workdir', str(tmp_path / 'run'), *args])
@@ -215,19 +242,31 @@ def test_missing_train_folder_names_the_layout(tmp_path, capsys):
 # Training on a tree: spec into the model, mean/std into config.json, resume, devices
 # ------------------------------------------------------------------------------------------------
 #: Flags the README test adds to the section's command to keep it short (argparse keeps the last).
-SHORT = ['--epochs', '2', '--batch-size', '8', '--limit-train', '32', '--limit-eval', '16',
-         '--no-progress']
+SHORT = [
+    '--epochs',
+    '2',
+    '--batch-size',
+    '8',
+    '--limit-train',
+    '32',
+    '--limit-eval',
+    '16',
+    '--no-progress',
+]
 
 
 def readme_commands() -> list[list[str]]:
     """The train.py commands of the README's "Your own images" section, as written."""
     text = (REPO / 'README.md').read_text()
-    section = text[text.index('\n## Your own images'):]
-    section = section[:section.index('\n## ', 1)]
-    block = section[section.index('```bash\n') + 8:]
-    block = block[:block.index('```')]
-    commands = [shlex.split(line) for line in block.splitlines()
-                if line.strip() and not line.lstrip().startswith('#')]
+    section = text[text.index('\n## Your own images') :]
+    section = section[: section.index('\n## ', 1)]
+    block = section[section.index('```bash\n') + 8 :]
+    block = block[: block.index('```')]
+    commands = [
+        shlex.split(line)
+        for line in block.splitlines()
+        if line.strip() and not line.lstrip().startswith('#')
+    ]
     assert commands and all(c[:2] == ['.venv/bin/python', 'train.py'] for c in commands)
     return commands
 
@@ -272,8 +311,21 @@ def test_resume_of_a_folder_run_refuses_another_augmentation(readme_run, capsys)
     cwd, root, workdir, command = readme_run
     before = (workdir / 'metrics.jsonl').read_text()
     with pytest.raises(SystemExit) as exit_info:
-        main([*command[2:], *SHORT, '--data-dir', str(root), '--workdir', str(workdir),
-              '--tfds-dir', str(cwd / 'tfds'), '--augment', 'none', '--resume'])
+        main(
+            [
+                *command[2:],
+                *SHORT,
+                '--data-dir',
+                str(root),
+                '--workdir',
+                str(workdir),
+                '--tfds-dir',
+                str(cwd / 'tfds'),
+                '--augment',
+                'none',
+                '--resume',
+            ]
+        )
     assert exit_info.value.code == 2
     assert "augment: 'flip' -> 'none'" in capsys.readouterr().err
     assert (workdir / 'metrics.jsonl').read_text() == before
@@ -285,6 +337,7 @@ def test_evaluate_and_predict_a_folder_run(readme_run, tmp_path):
     from jaxconv.evaluate import evaluate_run
     from jaxconv.predict import predict
     from jaxconv.runs import load_run
+
     cwd, root, workdir, command = readme_run
     loaded = load_run(workdir)
     report = evaluate_run(loaded, data_dir=root, tfds_dir=cwd / 'tfds')
@@ -299,10 +352,22 @@ def test_evaluate_and_predict_a_folder_run(readme_run, tmp_path):
 def test_resume_of_the_finished_folder_run_is_accepted(readme_run, tmp_path):
     """Same images, same settings: --resume finds its data unchanged and has nothing to do."""
     import shutil
+
     cwd, root, workdir, command = readme_run
     run_dir = shutil.copytree(workdir, tmp_path / 'run')
-    result = run([*command[2:], *SHORT, '--data-dir', str(root), '--workdir', str(run_dir),
-                  '--tfds-dir', str(cwd / 'tfds'), '--resume'])
+    result = run(
+        [
+            *command[2:],
+            *SHORT,
+            '--data-dir',
+            str(root),
+            '--workdir',
+            str(run_dir),
+            '--tfds-dir',
+            str(cwd / 'tfds'),
+            '--resume',
+        ]
+    )
     assert result.status == 'completed' and result.step_losses == []
     assert (run_dir / 'metrics.jsonl').read_text() == (workdir / 'metrics.jsonl').read_text()
 
@@ -310,6 +375,7 @@ def test_resume_of_the_finished_folder_run_is_accepted(readme_run, tmp_path):
 def test_resume_after_the_images_changed_refuses(readme_run, tmp_path, capsys):
     """One image added since the run started: --resume names what changed and writes nothing."""
     import shutil
+
     cwd, root, workdir, command = readme_run
     images, run_dir = tmp_path / 'my_images', tmp_path / 'run'
     shutil.copytree(root, images)
@@ -317,8 +383,19 @@ def test_resume_after_the_images_changed_refuses(readme_run, tmp_path, capsys):
     write_image(images / 'train' / 'cat' / 'new.png', 'RGB', (20, 20), 200)
     before = (run_dir / 'metrics.jsonl').read_text()
     with pytest.raises(SystemExit) as exit_info:
-        main([*command[2:], *SHORT, '--data-dir', str(images), '--workdir', str(run_dir),
-              '--tfds-dir', str(tmp_path / 'tfds'), '--resume'])
+        main(
+            [
+                *command[2:],
+                *SHORT,
+                '--data-dir',
+                str(images),
+                '--workdir',
+                str(run_dir),
+                '--tfds-dir',
+                str(tmp_path / 'tfds'),
+                '--resume',
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     n = json.loads((workdir / 'config.json').read_text())['dataset']['num_train']
@@ -330,11 +407,25 @@ def test_two_devices_train_a_folder_like_one(readme_run, tmp_path):
     """--devices 2 (fake CPU devices, a fresh interpreter), same run otherwise: the same
     losses and parameters, so the flips (and the data) do not depend on the batch's split."""
     cwd, root, workdir, command = readme_run
-    env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TFDS_DATA_DIR': str(cwd / 'tfds'),
-           'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+    env = {
+        **os.environ,
+        'JAX_PLATFORMS': 'cpu',
+        'TFDS_DATA_DIR': str(cwd / 'tfds'),
+        'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+    }
     other = tmp_path / 'two'
-    argv = [sys.executable, str(REPO / 'train.py'), *command[2:], *SHORT, '--data-dir', str(root),
-            '--workdir', str(other), '--devices', '2']
+    argv = [
+        sys.executable,
+        str(REPO / 'train.py'),
+        *command[2:],
+        *SHORT,
+        '--data-dir',
+        str(root),
+        '--workdir',
+        str(other),
+        '--devices',
+        '2',
+    ]
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = (json.loads((w / 'summary.json').read_text()) for w in (workdir, other))
@@ -353,6 +444,7 @@ def test_lenet_on_three_mnist_classes_as_png_folders(tmp_path):
     ImageFolder tree; one short LeNet run must reach >= 0.95 test accuracy."""
 
     from jaxconv.data.builders import read_idx
+
     mnist = dataset_dir('mnist')
     root = tmp_path / 'digits'
     names = {0: 'zero', 1: 'one', 2: 'two'}
@@ -363,9 +455,25 @@ def test_lenet_on_three_mnist_classes_as_png_folders(tmp_path):
             (root / split / name).mkdir(parents=True)
             for k, i in enumerate(np.flatnonzero(labels == digit)[:per_class]):
                 Image.fromarray(images[i]).save(root / split / name / f'{k}.png')
-    result = run(['--arch', 'lenet', '--dataset', 'folder', '--data-dir', str(root),
-                  '--tfds-dir', str(tmp_path / 'tfds'), '--workdir', str(tmp_path / 'run'),
-                  '--epochs', '4', '--batch-size', '32', '--no-progress'])
+    result = run(
+        [
+            '--arch',
+            'lenet',
+            '--dataset',
+            'folder',
+            '--data-dir',
+            str(root),
+            '--tfds-dir',
+            str(tmp_path / 'tfds'),
+            '--workdir',
+            str(tmp_path / 'run'),
+            '--epochs',
+            '4',
+            '--batch-size',
+            '32',
+            '--no-progress',
+        ]
+    )
     assert result.summary['config']['dataset'] == 'folder'
     recorded = json.loads((tmp_path / 'run' / 'config.json').read_text())['dataset']
     assert recorded['class_names'] == ['one', 'two', 'zero'] and recorded['image_shape'][-1] == 1

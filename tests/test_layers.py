@@ -28,10 +28,17 @@ def assert_close(a, b, tol=1e-5):
     assert np.abs(a - b).max() / scale <= tol, np.abs(a - b).max() / scale
 
 
-@pytest.mark.parametrize('cin,cout,k,stride,pad,dil,groups', [
-    (3, 8, 3, 1, 1, 1, 1), (4, 6, 3, 2, 1, 1, 2), (4, 8, (5, 3), (2, 1), (2, 1), 1, 4),
-    (6, 6, 3, 2, 1, 2, 6), (3, 5, 1, 1, 0, 1, 1), (3, 4, 7, 2, 3, 1, 1),
-])
+@pytest.mark.parametrize(
+    'cin,cout,k,stride,pad,dil,groups',
+    [
+        (3, 8, 3, 1, 1, 1, 1),
+        (4, 6, 3, 2, 1, 1, 2),
+        (4, 8, (5, 3), (2, 1), (2, 1), 1, 4),
+        (6, 6, 3, 2, 1, 2, 6),
+        (3, 5, 1, 1, 0, 1, 1),
+        (3, 4, 7, 2, 3, 1, 1),
+    ],
+)
 def test_conv2d_matches_torch(cin, cout, k, stride, pad, dil, groups):
     tconv = torch.nn.Conv2d(cin, cout, k, stride, pad, dil, groups)
     conv = L.Conv2d(cin, cout, k, stride, pad, dil, groups, rngs=nnx.Rngs(0))
@@ -55,9 +62,15 @@ def test_conv2d_rejects_bad_groups():
 
 
 POOL_CASES = [  # (H, W, kernel, stride, padding, ceil_mode)
-    (8, 8, 2, None, 0, False), (7, 9, 3, 2, 1, False), (7, 9, 3, 2, 1, True), (14, 14, 3, 2, 0, True),
-    (13, 6, (3, 2), (2, 1), (1, 1), True), (5, 5, 3, 3, 1, True), (6, 11, 2, 2, 0, True),
-    (4, 4, 3, None, 0, False), (10, 10, 3, 1, 1, False),
+    (8, 8, 2, None, 0, False),
+    (7, 9, 3, 2, 1, False),
+    (7, 9, 3, 2, 1, True),
+    (14, 14, 3, 2, 0, True),
+    (13, 6, (3, 2), (2, 1), (1, 1), True),
+    (5, 5, 3, 3, 1, True),
+    (6, 11, 2, 2, 0, True),
+    (4, 4, 3, None, 0, False),
+    (10, 10, 3, 1, 1, False),
 ]
 
 
@@ -86,8 +99,18 @@ def test_pool_rejects_too_much_padding():
         L.MaxPool2d(2, padding=2)(jnp.zeros((1, 8, 8, 1)))
 
 
-@pytest.mark.parametrize('h,w,oh,ow', [(7, 7, 1, 1), (10, 7, 3, 4), (13, 13, 6, 6), (5, 9, 7, 7),
-                                       (14, 11, 5, 3), (7, 7, 7, 7), (1, 1, 2, 3)])
+@pytest.mark.parametrize(
+    'h,w,oh,ow',
+    [
+        (7, 7, 1, 1),
+        (10, 7, 3, 4),
+        (13, 13, 6, 6),
+        (5, 9, 7, 7),
+        (14, 11, 5, 3),
+        (7, 7, 7, 7),
+        (1, 1, 2, 3),
+    ],
+)
 def test_adaptive_avgpool_matches_torch(h, w, oh, ow):
     x = RNG.standard_normal((2, h, w, 4)).astype(np.float32)
     ref = torch.nn.AdaptiveAvgPool2d((oh, ow))(nchw(x))
@@ -188,14 +211,18 @@ def test_to_flax_copies_instead_of_aliasing_torch_memory():
     np.testing.assert_array_equal(bn.bias[...], np.zeros(3))
 
 
-@pytest.mark.parametrize('pool', [L.MaxPool2d(3, 2, 1, ceil_mode=True), L.AvgPool2d(3, 2, 1),
-                                  L.AvgPool2d(2)])
+@pytest.mark.parametrize(
+    'pool', [L.MaxPool2d(3, 2, 1, ceil_mode=True), L.AvgPool2d(3, 2, 1), L.AvgPool2d(2)]
+)
 def test_pools_are_differentiable_under_jit(pool):
     x = jnp.asarray(RNG.standard_normal((2, 7, 7, 3)), jnp.float32)
     g = jax.jit(jax.grad(lambda x: (pool(x) ** 2).sum()))(x)
     tx = nchw(np.asarray(x)).requires_grad_()
-    tpool = (torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True) if isinstance(pool, L.MaxPool2d)
-             else torch.nn.AvgPool2d(pool.kernel_size, pool.stride, pool.padding))
+    tpool = (
+        torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True)
+        if isinstance(pool, L.MaxPool2d)
+        else torch.nn.AvgPool2d(pool.kernel_size, pool.stride, pool.padding)
+    )
     (tpool(tx) ** 2).sum().backward()
     assert_close(g, nhwc(tx.grad), 1e-6)
 

@@ -11,8 +11,18 @@ from flax import nnx
 from jaxconv.models import ImageSizeError, create_model, list_models, min_image_size, register_model
 from jaxconv.summary import count_params
 
-COURSE_MODELS = ['alexnet', 'densenet', 'googlenet', 'lenet', 'mlp', 'mlp_dropout', 'nin',
-                 'resnet18', 'resnext', 'vgg11']
+COURSE_MODELS = [
+    'alexnet',
+    'densenet',
+    'googlenet',
+    'lenet',
+    'mlp',
+    'mlp_dropout',
+    'nin',
+    'resnet18',
+    'resnext',
+    'vgg11',
+]
 
 
 def test_course_models_registered():
@@ -75,6 +85,7 @@ def test_resnext_groups_is_the_number_of_groups():
 
 def test_vgg11_bn_is_vgg11_with_batchnorm_after_every_conv():
     from jaxconv.layers import BatchNorm2d, Conv2d, named_layers
+
     plain, bn = create_model('vgg11'), create_model('vgg11_bn')
     kinds = [type(m) for _, m in named_layers(bn)]
     convs = [i for i, k in enumerate(kinds) if k is Conv2d]
@@ -90,12 +101,15 @@ def test_models_name_themselves_as_registered():
 
 def test_googlenet_has_nine_inception_blocks():
     from jaxconv.models.googlenet import Inception
+
     model = create_model('googlenet')
     assert sum(isinstance(m, Inception) for _, m in nnx.iter_modules(model)) == 9
 
 
-@pytest.mark.parametrize('name,minimum', [('lenet', 12), ('vgg11', 32), ('alexnet', 65),
-                                          ('nin', 67), ('densenet', 29), ('resnet18', 1)])
+@pytest.mark.parametrize(
+    'name,minimum',
+    [('lenet', 12), ('vgg11', 32), ('alexnet', 65), ('nin', 67), ('densenet', 29), ('resnet18', 1)],
+)
 def test_minimum_image_size_is_named(name, minimum):
     assert min_image_size(name) == minimum
     if minimum > 1:
@@ -107,7 +121,9 @@ def test_minimum_image_size_is_named(name, minimum):
 @pytest.mark.parametrize('name', ['lenet', 'resnet18', 'mlp'])
 def test_wrong_input_shape_names_expected_and_actual(name):
     model = create_model(name, in_channels=1, image_size=28)
-    with pytest.raises(ValueError, match=r'expects NHWC input of shape .*1\).*got \(2, 28, 28, 3\)'):
+    with pytest.raises(
+        ValueError, match=r'expects NHWC input of shape .*1\).*got \(2, 28, 28, 3\)'
+    ):
         model(jnp.ones((2, 28, 28, 3)))
     with pytest.raises(ValueError, match=r'got \(28, 28, 1\)'):
         model(jnp.ones((28, 28, 1)))
@@ -152,6 +168,7 @@ def test_float64_needs_x64_and_then_works():
 def test_train_step_changes_batchnorm_stats_only_in_train_mode(name):
     size = max(min_image_size(name), 16)
     model = create_model(name, image_size=size, num_classes=4)
+
     # graphdef is static (it holds the train/eval flags), so it must be part of the jit key.
     @partial(jax.jit, static_argnums=0)
     def run(graphdef, state, x):
@@ -171,6 +188,8 @@ def test_train_step_changes_batchnorm_stats_only_in_train_mode(name):
     model.eval()
     graphdef, state = nnx.split(model)
     _, eval_state = run(graphdef, state, x)
-    for a, b in zip(jax.tree.leaves(state.filter(nnx.BatchStat)),
-                    jax.tree.leaves(eval_state.filter(nnx.BatchStat))):
+    for a, b in zip(
+        jax.tree.leaves(state.filter(nnx.BatchStat)),
+        jax.tree.leaves(eval_state.filter(nnx.BatchStat)),
+    ):
         np.testing.assert_array_equal(a, b)

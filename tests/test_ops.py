@@ -29,9 +29,9 @@ from jaxconv.ops import (
 
 def _layers_attr(name):
     """``jaxconv.layers.<name>``, or skip the test if it does not exist (yet)."""
-    layers = pytest.importorskip("jaxconv.layers")
+    layers = pytest.importorskip('jaxconv.layers')
     if not hasattr(layers, name):
-        pytest.skip(f"jaxconv.layers has no {name}")
+        pytest.skip(f'jaxconv.layers has no {name}')
     return getattr(layers, name)
 
 
@@ -55,7 +55,9 @@ def test_softmax_rows_sum_to_one_and_axis():
     x = jax.random.normal(jax.random.key(0), (4, 5))
     np.testing.assert_allclose(softmax(x).sum(axis=1), np.ones(4), rtol=1e-6)
     np.testing.assert_allclose(softmax(x, axis=0).sum(axis=0), np.ones(5), rtol=1e-6)
-    np.testing.assert_allclose(softmax(x), torch.softmax(torch.tensor(np.asarray(x)), dim=-1), rtol=1e-6)
+    np.testing.assert_allclose(
+        softmax(x), torch.softmax(torch.tensor(np.asarray(x)), dim=-1), rtol=1e-6
+    )
 
 
 def test_softmax_stable_for_large_inputs():
@@ -140,13 +142,13 @@ def test_learn_kernel_reproduces_course_run():
     X, Y = _edge_target()
     K, losses = learn_kernel(X, Y, lr=3e-2, steps=10, init=D2L_INIT)
     assert isinstance(losses, list) and len(losses) == 10
-    assert [round(l, 3) for l in losses[1::2]] == D2L_LOSSES
+    assert [round(loss, 3) for loss in losses[1::2]] == D2L_LOSSES
     assert losses[-1] < 0.1
     assert K.shape == (1, 2)
     np.testing.assert_allclose(np.asarray(K).ravel(), D2L_KERNEL, atol=1e-4)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize('seed', [0, 1, 2, 3, 4])
 def test_learn_kernel_random_inits(seed):
     X, Y = _edge_target()
     K, losses = learn_kernel(X, Y, lr=3e-2, steps=10, key=jax.random.key(seed))
@@ -169,7 +171,10 @@ def test_learn_kernel_matches_eager_reference_loop():
     seed = 7
     K_ref = _init_kernel(seed)
     assert np.all(np.abs(np.asarray(K_ref)) <= 1 / math.sqrt(2))
-    loss_fn = lambda K: ((corr2d(X, K) - Y) ** 2).sum()
+
+    def loss_fn(K):
+        return ((corr2d(X, K) - Y) ** 2).sum()
+
     ref_losses = []
     for _ in range(10):
         ref_losses.append(float(loss_fn(K_ref)))
@@ -191,14 +196,16 @@ def test_learn_kernel_matches_torch_loop():
     Yt = torch.tensor(np.asarray(Y)).reshape(1, 1, 6, 7)
     torch_losses = []
     for _ in range(10):
-        l = (conv(Xt) - Yt) ** 2
+        sq_err = (conv(Xt) - Yt) ** 2
         conv.zero_grad()
-        l.sum().backward()
+        sq_err.sum().backward()
         conv.weight.data[:] -= 3e-2 * conv.weight.grad
-        torch_losses.append(l.sum().item())
+        torch_losses.append(sq_err.sum().item())
     K, losses = learn_kernel(X, Y, init=D2L_INIT)
     np.testing.assert_allclose(losses, torch_losses, rtol=1e-4)
-    np.testing.assert_allclose(np.asarray(K).ravel(), conv.weight.detach().numpy().ravel(), rtol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(K).ravel(), conv.weight.detach().numpy().ravel(), rtol=1e-4
+    )
 
 
 def test_learn_kernel_rejects_bad_init_shape():
@@ -220,7 +227,7 @@ PAD_STRIDE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kernel_size,padding,stride,expected", PAD_STRIDE_CASES)
+@pytest.mark.parametrize('kernel_size,padding,stride,expected', PAD_STRIDE_CASES)
 def test_padding_stride_shapes_lax(kernel_size, padding, stride, expected):
     X = jax.random.uniform(jax.random.key(0), (8, 8))
     K = jnp.ones((1, 1) + kernel_size)
@@ -230,9 +237,9 @@ def test_padding_stride_shapes_lax(kernel_size, padding, stride, expected):
     assert Y.shape[2:] == expected
 
 
-@pytest.mark.parametrize("kernel_size,padding,stride,expected", PAD_STRIDE_CASES)
+@pytest.mark.parametrize('kernel_size,padding,stride,expected', PAD_STRIDE_CASES)
 def test_padding_stride_shapes_layers(kernel_size, padding, stride, expected):
-    Conv2d = _layers_attr("Conv2d")
+    Conv2d = _layers_attr('Conv2d')
     conv = Conv2d(1, 1, kernel_size, stride=stride, padding=padding, rngs=nnx.Rngs(0))
     X = jax.random.uniform(jax.random.key(0), (1, 8, 8, 1))  # NHWC
     Y = conv(X)
@@ -246,8 +253,10 @@ def test_padding_stride_shapes_layers(kernel_size, padding, stride, expected):
 
 def _multi_channel_example():
     X = jnp.array(
-        [[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]],
-         [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]]
+        [
+            [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]],
+            [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
+        ]
     )
     K = jnp.array([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]])
     return X, K
@@ -266,9 +275,11 @@ def test_corr2d_multi_in_out():
     assert Y.shape == (3, 2, 2)
     np.testing.assert_array_equal(
         Y,
-        [[[56.0, 72.0], [104.0, 120.0]],
-         [[76.0, 100.0], [148.0, 172.0]],
-         [[96.0, 128.0], [192.0, 224.0]]],
+        [
+            [[56.0, 72.0], [104.0, 120.0]],
+            [[76.0, 100.0], [148.0, 172.0]],
+            [[96.0, 128.0], [192.0, 224.0]],
+        ],
     )
 
 
@@ -297,13 +308,13 @@ def test_corr2d_rejects_bad_shapes():
 def test_pool2d_course_example():
     X = jnp.arange(9.0).reshape(3, 3)
     np.testing.assert_array_equal(pool2d(X, (2, 2)), [[4.0, 5.0], [7.0, 8.0]])
-    np.testing.assert_array_equal(pool2d(X, (2, 2), "max"), [[4.0, 5.0], [7.0, 8.0]])
-    np.testing.assert_array_equal(pool2d(X, (2, 2), "avg"), [[2.0, 3.0], [5.0, 6.0]])
+    np.testing.assert_array_equal(pool2d(X, (2, 2), 'max'), [[4.0, 5.0], [7.0, 8.0]])
+    np.testing.assert_array_equal(pool2d(X, (2, 2), 'avg'), [[2.0, 3.0], [5.0, 6.0]])
 
 
 def test_pool2d_unknown_mode():
     with pytest.raises(ValueError):
-        pool2d(jnp.ones((3, 3)), (2, 2), mode="min")
+        pool2d(jnp.ones((3, 3)), (2, 2), mode='min')
 
 
 def _max_pool_nhwc(x, kernel_size, stride=None, padding=0):
@@ -315,7 +326,7 @@ def _max_pool_nhwc(x, kernel_size, stride=None, padding=0):
 
 
 def _max_pool_layers(x, kernel_size, stride=None, padding=0):
-    MaxPool2d = _layers_attr("MaxPool2d")
+    MaxPool2d = _layers_attr('MaxPool2d')
     return MaxPool2d(kernel_size, stride=stride, padding=padding)(x)
 
 
@@ -327,8 +338,8 @@ MAXPOOL_CASES = [
 ]
 
 
-@pytest.mark.parametrize("pool", [_max_pool_nhwc, _max_pool_layers], ids=["nnx", "layers"])
-@pytest.mark.parametrize("kernel_size,stride,padding,expected", MAXPOOL_CASES)
+@pytest.mark.parametrize('pool', [_max_pool_nhwc, _max_pool_layers], ids=['nnx', 'layers'])
+@pytest.mark.parametrize('kernel_size,stride,padding,expected', MAXPOOL_CASES)
 def test_max_pool_padding_stride(pool, kernel_size, stride, padding, expected):
     X = jnp.arange(16.0).reshape(1, 4, 4, 1)  # torch (1, 1, 4, 4) as NHWC
     Y = pool(X, kernel_size, stride=stride, padding=padding)
@@ -340,7 +351,7 @@ def test_max_pool_padding_stride(pool, kernel_size, stride, padding, expected):
     np.testing.assert_array_equal(Y[0, :, :, 0], ref[0, 0].numpy())
 
 
-@pytest.mark.parametrize("pool", [_max_pool_nhwc, _max_pool_layers], ids=["nnx", "layers"])
+@pytest.mark.parametrize('pool', [_max_pool_nhwc, _max_pool_layers], ids=['nnx', 'layers'])
 def test_max_pool_multi_channel(pool):
     X = jnp.arange(16.0).reshape(1, 4, 4, 1)
     X2 = jnp.concatenate([X, X + 1], axis=-1)
@@ -359,7 +370,7 @@ def _rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("x_shape,k_shape", [((7, 9), (3, 2)), ((5, 5), (1, 1)), ((6, 8), (1, 2))])
+@pytest.mark.parametrize('x_shape,k_shape', [((7, 9), (3, 2)), ((5, 5), (1, 1)), ((6, 8), (1, 2))])
 def test_corr2d_matches_torch(x_shape, k_shape):
     rng = np.random.default_rng(0)
     X, K = _rand(rng, *x_shape), _rand(rng, *k_shape)
@@ -378,15 +389,15 @@ def test_corr2d_multi_channel_matches_torch():
     np.testing.assert_allclose(corr2d_multi_in_out_1x1(X, K1), ref1, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("pool_size", [(2, 2), (2, 3), (3, 3)])
+@pytest.mark.parametrize('pool_size', [(2, 2), (2, 3), (3, 3)])
 def test_pool2d_matches_torch(pool_size):
     rng = np.random.default_rng(2)
     X = _rand(rng, 5, 6)
     Xt = torch.from_numpy(X)[None, None]
     ref_max = F.max_pool2d(Xt, pool_size, stride=1)[0, 0].numpy()
     ref_avg = F.avg_pool2d(Xt, pool_size, stride=1)[0, 0].numpy()
-    np.testing.assert_allclose(pool2d(X, pool_size, "max"), ref_max, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(pool2d(X, pool_size, "avg"), ref_avg, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pool2d(X, pool_size, 'max'), ref_max, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pool2d(X, pool_size, 'avg'), ref_avg, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------
@@ -397,37 +408,53 @@ def test_pool2d_matches_torch(pool_size):
 def _jit_cases():
     rng = np.random.default_rng(3)
     return {
-        "softmax": (jax.jit(softmax, static_argnames="axis"), (_rand(rng, 3, 4),), {"axis": 0}),
-        "corr2d": (jax.jit(corr2d), (_rand(rng, 6, 8), _rand(rng, 2, 3)), {}),
-        "corr2d_multi_in": (jax.jit(corr2d_multi_in), (_rand(rng, 2, 5, 5), _rand(rng, 2, 2, 2)), {}),
-        "corr2d_multi_in_out": (
-            jax.jit(corr2d_multi_in_out), (_rand(rng, 2, 5, 5), _rand(rng, 3, 2, 2, 2)), {}),
-        "corr2d_multi_in_out_1x1": (
-            jax.jit(corr2d_multi_in_out_1x1), (_rand(rng, 3, 4, 4), _rand(rng, 2, 3, 1, 1)), {}),
-        "pool2d_max": (
-            jax.jit(pool2d, static_argnames=("pool_size", "mode")),
-            (_rand(rng, 5, 6),), {"pool_size": (2, 3), "mode": "max"}),
-        "pool2d_avg": (
-            jax.jit(pool2d, static_argnames=("pool_size", "mode")),
-            (_rand(rng, 5, 6),), {"pool_size": (2, 3), "mode": "avg"}),
+        'softmax': (jax.jit(softmax, static_argnames='axis'), (_rand(rng, 3, 4),), {'axis': 0}),
+        'corr2d': (jax.jit(corr2d), (_rand(rng, 6, 8), _rand(rng, 2, 3)), {}),
+        'corr2d_multi_in': (
+            jax.jit(corr2d_multi_in),
+            (_rand(rng, 2, 5, 5), _rand(rng, 2, 2, 2)),
+            {},
+        ),
+        'corr2d_multi_in_out': (
+            jax.jit(corr2d_multi_in_out),
+            (_rand(rng, 2, 5, 5), _rand(rng, 3, 2, 2, 2)),
+            {},
+        ),
+        'corr2d_multi_in_out_1x1': (
+            jax.jit(corr2d_multi_in_out_1x1),
+            (_rand(rng, 3, 4, 4), _rand(rng, 2, 3, 1, 1)),
+            {},
+        ),
+        'pool2d_max': (
+            jax.jit(pool2d, static_argnames=('pool_size', 'mode')),
+            (_rand(rng, 5, 6),),
+            {'pool_size': (2, 3), 'mode': 'max'},
+        ),
+        'pool2d_avg': (
+            jax.jit(pool2d, static_argnames=('pool_size', 'mode')),
+            (_rand(rng, 5, 6),),
+            {'pool_size': (2, 3), 'mode': 'avg'},
+        ),
     }
 
 
 _EAGER = {
-    "softmax": softmax,
-    "corr2d": corr2d,
-    "corr2d_multi_in": corr2d_multi_in,
-    "corr2d_multi_in_out": corr2d_multi_in_out,
-    "corr2d_multi_in_out_1x1": corr2d_multi_in_out_1x1,
-    "pool2d_max": pool2d,
-    "pool2d_avg": pool2d,
+    'softmax': softmax,
+    'corr2d': corr2d,
+    'corr2d_multi_in': corr2d_multi_in,
+    'corr2d_multi_in_out': corr2d_multi_in_out,
+    'corr2d_multi_in_out_1x1': corr2d_multi_in_out_1x1,
+    'pool2d_max': pool2d,
+    'pool2d_avg': pool2d,
 }
 
 
-@pytest.mark.parametrize("name", list(_EAGER))
+@pytest.mark.parametrize('name', list(_EAGER))
 def test_ops_under_jit(name):
     jitted, args, kwargs = _jit_cases()[name]
-    np.testing.assert_allclose(jitted(*args, **kwargs), _EAGER[name](*args, **kwargs), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        jitted(*args, **kwargs), _EAGER[name](*args, **kwargs), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_course_examples_under_jit():
@@ -438,6 +465,6 @@ def test_course_examples_under_jit():
     Xm, Km = _multi_channel_example()
     np.testing.assert_array_equal(jax.jit(corr2d_multi_in)(Xm, Km), [[56.0, 72.0], [104.0, 120.0]])
     np.testing.assert_array_equal(
-        jax.jit(pool2d, static_argnames=("pool_size", "mode"))(X, pool_size=(2, 2), mode="avg"),
+        jax.jit(pool2d, static_argnames=('pool_size', 'mode'))(X, pool_size=(2, 2), mode='avg'),
         [[2.0, 3.0], [5.0, 6.0]],
     )

@@ -51,7 +51,9 @@ def test_transfer_refuses_a_different_architecture():
         parity.to_flax(parity.torch_model('resnet18'), create_model('resnext'))
     message = str(info.value)
     assert 'does not fit' in message and 'has no torch key net.4.1.bn3.running_var' in message
-    with pytest.raises(parity.TransferError, match=r'torch key net\.1\.0\.bn3\.weight \(64,\) left unused'):
+    with pytest.raises(
+        parity.TransferError, match=r'torch key net\.1\.0\.bn3\.weight \(64,\) left unused'
+    ):
         parity.to_flax(parity.torch_model('resnext'), create_model('resnet18'))
 
 

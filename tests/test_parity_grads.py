@@ -33,8 +33,10 @@ def test_float64_gradients(arch):
 def test_float32_gradients_as_faithful_as_torch(arch):
     reports = compare_on_batches(grad_diff, make_pair(arch, 'float32'))
     for r in reports:
-        print(f'\n{arch} float32 seed {r.title.split("seed ")[-1]}: jaxconv {r.worst_error:.2e}, '
-              f'torch {r.worst_torch_error:.2e} ({"pass" if r.ok else "FAIL"})')
+        print(
+            f'\n{arch} float32 seed {r.title.split("seed ")[-1]}: jaxconv {r.worst_error:.2e}, '
+            f'torch {r.worst_torch_error:.2e} ({"pass" if r.ok else "FAIL"})'
+        )
     assert batches_pass(reports), '\n\n'.join(r.table(only_failures=True) for r in reports)
 
 

@@ -23,7 +23,12 @@ def test_optax_takes_torch_optims_steps(case, dtype):
 def test_the_cases_cover_the_course_settings():
     assert OPTIMIZER_CASES['adam_l2'] == OptimizerCase('adam', lr=0.03, weight_decay=0.01)
     assert {c.optimizer for c in OPTIMIZER_CASES.values()} == {
-        'sgd', 'momentum', 'nesterov', 'adam', 'adamw'}
+        'sgd',
+        'momentum',
+        'nesterov',
+        'adam',
+        'adamw',
+    }
     assert all(c.weight_decay > 0 for n, c in OPTIMIZER_CASES.items() if n != 'sgd')
 
 

@@ -47,8 +47,10 @@ def assert_same_state_dict(expected: torch.nn.Module, got: torch.nn.Module):
 
 def flax_variables(model) -> dict[str, np.ndarray]:
     state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
-    return {jax.tree_util.keystr(path): np.asarray(leaf)
-            for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
+    return {
+        jax.tree_util.keystr(path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(state)
+    }
 
 
 @pytest.mark.parametrize('arch', course_archs())
@@ -74,9 +76,12 @@ def test_float64_round_trip_is_exact(arch):
     with exact_numerics():
         flax_model = to_flax(original, create_model(arch, image_size=size, dtype=jnp.float64))
         assert {a.dtype for a in flax_variables(flax_model).values()} == {
-            np.dtype('float64'), np.dtype('int32')}
-    assert_same_state_dict(original, to_torch(flax_model, torch_model(arch, image_size=size,
-                                                                      dtype=torch.float64)))
+            np.dtype('float64'),
+            np.dtype('int32'),
+        }
+    assert_same_state_dict(
+        original, to_torch(flax_model, torch_model(arch, image_size=size, dtype=torch.float64))
+    )
 
 
 def test_num_batches_tracked_travels_both_ways():
@@ -96,8 +101,12 @@ def test_to_torch_names_every_missing_and_unfilled_key():
         to_torch(create_model('vgg11', image_size=32), torch_model('vgg13', image_size=32))
     message = str(info.value)
     assert '4 problem(s)' in message
-    for key, shape in [('net.0.2.weight', (64, 64, 3, 3)), ('net.0.2.bias', (64,)),
-                       ('net.1.2.weight', (128, 128, 3, 3)), ('net.1.2.bias', (128,))]:
+    for key, shape in [
+        ('net.0.2.weight', (64, 64, 3, 3)),
+        ('net.0.2.bias', (64,)),
+        ('net.1.2.weight', (128, 128, 3, 3)),
+        ('net.1.2.bias', (128,)),
+    ]:
         assert f'torch key {key} {shape} left unfilled' in message
     with pytest.raises(TransferError) as info:
         to_torch(create_model('vgg13', image_size=32), torch_model('vgg11', image_size=32))
@@ -108,8 +117,11 @@ def test_to_torch_names_every_missing_and_unfilled_key():
 
 def test_to_torch_names_shape_mismatches():
     flax_model = create_model('lenet', image_size=12, num_classes=10)
-    with pytest.raises(TransferError, match=r'net\.11\.kernel \(84, 10\) -> \(10, 84\) does not '
-                                            r'fit torch net\.11\.weight \(5, 84\)'):
+    with pytest.raises(
+        TransferError,
+        match=r'net\.11\.kernel \(84, 10\) -> \(10, 84\) does not '
+        r'fit torch net\.11\.weight \(5, 84\)',
+    ):
         to_torch(flax_model, torch_model('lenet', image_size=12, num_classes=5))
 
 

@@ -49,8 +49,11 @@ def test_batchnorm_train_step_at_batch_2(arch, dtype):
 
 
 # vgg13/16/19 are vgg11's layers in other numbers: float64 proves each, float32 samples vgg11.
-@pytest.mark.parametrize('arch,dtype', [(a, 'float64') for a in DROPOUT_ARCHS] + [
-    (a, 'float32') for a in ['alexnet', 'mlp_dropout', 'nin', 'vgg11']])
+@pytest.mark.parametrize(
+    'arch,dtype',
+    [(a, 'float64') for a in DROPOUT_ARCHS]
+    + [(a, 'float32') for a in ['alexnet', 'mlp_dropout', 'nin', 'vgg11']],
+)
 def test_shared_dropout_masks_give_the_same_outputs(arch, dtype):
     pair = make_pair(arch, dtype)
     report = train_step_diff(pair, batch_size=2, dropout='shared')
@@ -112,15 +115,23 @@ def test_arch_lists_are_the_models():
 
 def test_exact_numerics_is_scoped():
     """float64, 'highest' precision and TF32 off hold inside a comparison and nowhere else."""
-    outside = (jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision,
-               torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    outside = (
+        jax.config.jax_enable_x64,
+        jax.config.jax_default_matmul_precision,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
     with exact_numerics():
         assert jax.config.jax_enable_x64
         assert jax.config.jax_default_matmul_precision == 'highest'
         assert not torch.backends.cuda.matmul.allow_tf32
         assert not torch.backends.cudnn.allow_tf32
-    assert (jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision,
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == outside
+    assert (
+        jax.config.jax_enable_x64,
+        jax.config.jax_default_matmul_precision,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    ) == outside
 
 
 # Between them these use every layer type of jaxconv.layers.
@@ -148,6 +159,9 @@ def test_torchvision_archs_float64(arch):
     pair = batch2_pair(arch, 'float64')
     layers = layer_diff(pair, batch_size=2)
     assert not layers.notes, layers.notes
-    for report in (layers, train_step_diff(pair, batch_size=2),
-                   train_step_diff(pair, batch_size=2, dropout='shared')):
+    for report in (
+        layers,
+        train_step_diff(pair, batch_size=2),
+        train_step_diff(pair, batch_size=2, dropout='shared'),
+    ):
         assert report.ok, report.table(only_failures=True)

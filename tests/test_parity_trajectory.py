@@ -55,9 +55,13 @@ FAMILY_DEPTH_VARIANTS = {'vgg13', 'vgg16', 'vgg19', 'resnet34'}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('arch', [
-    pytest.param(a, marks=pytest.mark.long) if a in FAMILY_DEPTH_VARIANTS else a
-    for a in course_archs()])
+@pytest.mark.parametrize(
+    'arch',
+    [
+        pytest.param(a, marks=pytest.mark.long) if a in FAMILY_DEPTH_VARIANTS else a
+        for a in course_archs()
+    ],
+)
 def test_float64_hundred_steps(arch):
     """At the arch's ``long_run`` size where it has one (see ``parity.pair.Profile``)."""
     trajectory = trajectory_diff(make_long_run_pair(arch, 'float64'), steps=100)

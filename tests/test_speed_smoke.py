@@ -15,15 +15,19 @@ from benchmarks import speed
 
 def test_image_size_arguments_set_a_default_and_per_arch_overrides():
     assert speed.parse_image_sizes([]) == (None, {})
-    assert speed.parse_image_sizes(['64', 'alexnet=224,nin=96']) == (64, {'alexnet': 224,
-                                                                         'nin': 96})
+    assert speed.parse_image_sizes(['64', 'alexnet=224,nin=96']) == (
+        64,
+        {'alexnet': 224, 'nin': 96},
+    )
 
 
 def test_archs_too_big_for_32_default_to_their_minimum_and_say_so():
     size, why = speed.resolve_image_size('alexnet', None, {})
     assert size > 32 and 'minimum' in why
     assert speed.resolve_image_size('alexnet', None, {'alexnet': 224}) == (
-        224, 'set with --image-size')
+        224,
+        'set with --image-size',
+    )
     assert speed.resolve_image_size('lenet', None, {}) == (32, 'default')
 
 
@@ -37,14 +41,36 @@ def test_all_skips_torchvision_models_unless_asked():
 
 def test_smoke_run_writes_the_promised_json(tmp_path, capsys):
     out = tmp_path / 'speed.json'
-    speed.main(['--arch', 'lenet', '--batch-size', '16', '--repeats', '1', '--warmup', '1',
-                '--min-run-s', '0', '--no-compile', '--json', str(out)])
+    speed.main(
+        [
+            '--arch',
+            'lenet',
+            '--batch-size',
+            '16',
+            '--repeats',
+            '1',
+            '--warmup',
+            '1',
+            '--min-run-s',
+            '0',
+            '--no-compile',
+            '--json',
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert 'jaxconv / best torch' in printed and 'summary' in printed
     data = json.loads(out.read_text())
-    for key in ('jax_train_img_s', 'torch_best_train_img_s', 'ratio_train',
-                'jax_forward_img_s', 'torch_best_forward_img_s', 'ratio_forward',
-                'train_gflop_per_image', 'jax_train_matmul_fraction'):
+    for key in (
+        'jax_train_img_s',
+        'torch_best_train_img_s',
+        'ratio_train',
+        'jax_forward_img_s',
+        'torch_best_forward_img_s',
+        'ratio_forward',
+        'train_gflop_per_image',
+        'jax_train_matmul_fraction',
+    ):
         assert isinstance(data[key], float) and data[key] > 0, key
     variants = data['variants']
     assert set(variants) == {'jaxconv', 'torch_eager', 'torch_channels_last'}
@@ -57,7 +83,14 @@ def test_smoke_run_writes_the_promised_json(tmp_path, capsys):
     assert data['archs']['lenet']['image_size'] == 32
     # Where it ran and how the convolutions were lowered; the first step, warm and cold.
     assert meta['cpu_model'] and meta['cpu_isa'] and meta['autotune_cache']
-    assert meta['conv_lowering_mode'] in ('autotune', 'heuristic', 'xla', 'im2col', 'taps',
-                                          'direct', 'grouped')
-    assert sum(data['conv_plans'].values()) == 2                   # LeNet's two convolutions
+    assert meta['conv_lowering_mode'] in (
+        'autotune',
+        'heuristic',
+        'xla',
+        'im2col',
+        'taps',
+        'direct',
+        'grouped',
+    )
+    assert sum(data['conv_plans'].values()) == 2  # LeNet's two convolutions
     assert data['first_step_s'] > 0 and data['first_step_cold_s'] > 0

@@ -31,11 +31,18 @@ from parity import key_map, to_flax, to_torch
 
 torchvision = parity.tv.import_torchvision()
 
-TV_MODELS = ['tv_alexnet', 'tv_densenet121', 'tv_googlenet', 'tv_resnet18', 'tv_resnext50_32x4d',
-             'tv_vgg11', 'tv_vgg11_bn']
-IMAGENET = (1, 224, 224)   # (N, H, W); batch 1 keeps the 224 runs affordable on 2 cores
+TV_MODELS = [
+    'tv_alexnet',
+    'tv_densenet121',
+    'tv_googlenet',
+    'tv_resnet18',
+    'tv_resnext50_32x4d',
+    'tv_vgg11',
+    'tv_vgg11_bn',
+]
+IMAGENET = (1, 224, 224)  # (N, H, W); batch 1 keeps the 224 runs affordable on 2 cores
 ODD = (2, 131, 97)
-RTOL = 1e-5                # max|Δ| / max|y|, float32
+RTOL = 1e-5  # max|Δ| / max|y|, float32
 
 forward = nnx.jit(lambda model, x: model(x))
 # The 224×224 forwards whose XLA compile is costliest on 2 cores (DenseNet-121 ~11 s, GoogLeNet
@@ -122,8 +129,11 @@ def test_parameter_count_is_torchvisions(pair):
     # An anchor independent of the key map: torchvision's recorded size of each architecture.
     # Its GoogLeNet checkpoint has no aux heads (googlenet(weights=...) drops them).
     meta = torchvision.models.get_model_weights(parity.tv.TV_TWINS[pair.name]).DEFAULT.meta
-    aux = sum(param_count(getattr(pair.flax_model, a)) for a in ('aux1', 'aux2')
-              if getattr(pair.flax_model, a, None) is not None)
+    aux = sum(
+        param_count(getattr(pair.flax_model, a))
+        for a in ('aux1', 'aux2')
+        if getattr(pair.flax_model, a, None) is not None
+    )
     assert param_count(pair.flax_model) - aux == meta['num_params']
 
 
@@ -164,10 +174,15 @@ def test_round_trip_reproduces_the_state_dict(pair):
         assert torch.equal(restored[key], value), key
 
 
-@pytest.mark.parametrize('name,tv_name', [
-    ('tv_alexnet', 'alexnet'), ('tv_vgg11', 'vgg11'),
-    ('tv_googlenet', 'googlenet'),
-    ('tv_densenet121', 'densenet121')])
+@pytest.mark.parametrize(
+    'name,tv_name',
+    [
+        ('tv_alexnet', 'alexnet'),
+        ('tv_vgg11', 'vgg11'),
+        ('tv_googlenet', 'googlenet'),
+        ('tv_densenet121', 'densenet121'),
+    ],
+)
 def test_minimum_image_size_is_torchvisions(name, tv_name):
     # torchvision records each architecture's smallest input in its weights' metadata; the
     # shape check at construction finds the same number by itself.
@@ -184,8 +199,9 @@ def test_googlenet_training_mode_returns_aux_logits_like_torchvision():
     torch_model = randomise_(parity.torch_model('tv_googlenet', **kw), seed=1).double().train()
     with jax.enable_x64(True):
         # Copied from a snapshot so the two models never share a buffer.
-        flax_model = to_flax(copy.deepcopy(torch_model),
-                             create_model('tv_googlenet', dtype=jnp.float64, **kw))
+        flax_model = to_flax(
+            copy.deepcopy(torch_model), create_model('tv_googlenet', dtype=jnp.float64, **kw)
+        )
         flax_model.train()
         x_torch, x_flax = inputs((2, 67, 45), seed=1, dtype=np.float64)
         torch_out = torch_model(x_torch)
@@ -198,8 +214,9 @@ def test_googlenet_training_mode_returns_aux_logits_like_torchvision():
         # The BatchNorm running statistics were updated the same way (unbiased variance).
         updated = to_torch(flax_model, copy.deepcopy(torch_model)).state_dict()
         for key, value in torch_model.state_dict().items():
-            np.testing.assert_allclose(updated[key].numpy(), value.numpy(), rtol=1e-10,
-                                       atol=1e-14, err_msg=key)
+            np.testing.assert_allclose(
+                updated[key].numpy(), value.numpy(), rtol=1e-10, atol=1e-14, err_msg=key
+            )
         flax_model.eval()
         out = nnx.eval_shape(lambda m, x: m(x), flax_model, x_flax)
     assert out.shape == (2, 10)  # eval mode: the logits alone, as torchvision

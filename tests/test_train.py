@@ -16,6 +16,16 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import (
+    FASHION_MNIST,
+    REPO,
+    checkpoint_leaves,
+    checkpoint_steps,
+    needs_data,
+    read_jsonl,
+    run_metrics,
+    tiny_run,
+)
 from jaxconv.data import DATASETS
 from jaxconv.optim import OPTIMIZERS
 from jaxconv.registry import list_models
@@ -25,14 +35,17 @@ from jaxconv.training.checkpoints import Checkpoints
 from jaxconv.training.cli import build_parser, main
 from jaxconv.training.config import config_differences, run_fields
 
-from conftest import (FASHION_MNIST, REPO, checkpoint_leaves, checkpoint_steps, needs_data,
-                      read_jsonl, run_metrics, tiny_run)
-
 
 def run_train_py(args, *, env=None, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
-    return subprocess.run([sys.executable, str(REPO / 'train.py'), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, str(REPO / 'train.py'), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -40,38 +53,62 @@ def run_train_py(args, *, env=None, **kw) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------------------------------------
 def test_help_lists_every_option_arch_and_recipe():
     text = build_parser().format_help()
-    for option in ('--arch', '--dataset', '--data-dir', '--image-size', '--batch-size', '--epochs',
-                   '--optimizer', '--lr', '--weight-decay', '--seed', '--workdir', '--resume',
-                   '--limit-train', '--limit-eval', '--devices', '--overwrite',
-                   '--coordinator-address', '--num-processes', '--process-id'):
+    for option in (
+        '--arch',
+        '--dataset',
+        '--data-dir',
+        '--image-size',
+        '--batch-size',
+        '--epochs',
+        '--optimizer',
+        '--lr',
+        '--weight-decay',
+        '--seed',
+        '--workdir',
+        '--resume',
+        '--limit-train',
+        '--limit-eval',
+        '--devices',
+        '--overwrite',
+        '--coordinator-address',
+        '--num-processes',
+        '--process-id',
+    ):
         assert option in text
     for name in list(DATASETS) + list(OPTIMIZERS):
         assert name in text
-    epilog = text[text.index('default recipe per arch'):]
+    epilog = text[text.index('default recipe per arch') :]
     for arch in list_models():
         recipe = recipe_for(arch)
         row = next(line.split() for line in epilog.splitlines() if line.split()[:1] == [arch])
-        assert row[1:5] == [str(recipe.image_size), str(recipe.batch_size), recipe.optimizer,
-                            f'{recipe.lr:g}'], arch
+        assert row[1:5] == [
+            str(recipe.image_size),
+            str(recipe.batch_size),
+            recipe.optimizer,
+            f'{recipe.lr:g}',
+        ], arch
         assert row[6] == str(recipe.epochs)
 
 
-@pytest.mark.parametrize('args, message', [
-    (['--batch-size', '0'], '--batch-size must be a positive integer'),
-    (['--batch-size', '-8'], '--batch-size must be a positive integer'),
-    (['--epochs', '-1'], '--epochs must be a non-negative integer'),
-    (['--lr', '0'], '--lr must be a positive number'),
-    (['--lr', '-0.1'], '--lr must be a positive number'),
-    (['--lr', 'nan'], '--lr must be a positive number'),
-    (['--arch', 'nonet'], "invalid choice: 'nonet'"),
-    (['--dataset', 'imagenet'], "invalid choice: 'imagenet'"),
-    (['--optimizer', 'lion'], "invalid choice: 'lion'"),
-    (['--arch', 'vgg11', '--image-size', '16'], 'vgg11 needs image_size >= 32'),
-    (['--devices', '64'], '--devices 64: only'),
-    (['--limit-train', '10'], 'no full batch'),
-    (['--resume', '--overwrite'], 'exclude each other'),
-    (['--process-id', '1'], 'go together'),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['--batch-size', '0'], '--batch-size must be a positive integer'),
+        (['--batch-size', '-8'], '--batch-size must be a positive integer'),
+        (['--epochs', '-1'], '--epochs must be a non-negative integer'),
+        (['--lr', '0'], '--lr must be a positive number'),
+        (['--lr', '-0.1'], '--lr must be a positive number'),
+        (['--lr', 'nan'], '--lr must be a positive number'),
+        (['--arch', 'nonet'], "invalid choice: 'nonet'"),
+        (['--dataset', 'imagenet'], "invalid choice: 'imagenet'"),
+        (['--optimizer', 'lion'], "invalid choice: 'lion'"),
+        (['--arch', 'vgg11', '--image-size', '16'], 'vgg11 needs image_size >= 32'),
+        (['--devices', '64'], '--devices 64: only'),
+        (['--limit-train', '10'], 'no full batch'),
+        (['--resume', '--overwrite'], 'exclude each other'),
+        (['--process-id', '1'], 'go together'),
+    ],
+)
 def test_bad_arguments_give_one_argparse_error_and_write_nothing(tmp_path, capsys, args, message):
     workdir = tmp_path / 'run'
     argv = ['--arch', 'lenet', '--workdir', str(workdir), *args]
@@ -94,6 +131,7 @@ def test_every_default_recipe_builds_its_model(arch):
     variables are all of the kinds the train state holds; ~1 min for all."""
     from jaxconv.training.loop import build_model
     from jaxconv.training.steps import split_model
+
     config = resolve(TrainConfig(arch=arch))
     split_model(build_model(config, DATASETS[config.dataset]))
 
@@ -109,8 +147,18 @@ def test_missing_data_is_one_message_without_traceback(tmp_path, capsys):
     empty = tmp_path / 'empty'
     empty.mkdir()
     workdir = tmp_path / 'run'
-    code = main(['--arch', 'lenet', '--data-dir', str(empty), '--tfds-dir', str(tmp_path / 'tfds'),
-                 '--workdir', str(workdir)])
+    code = main(
+        [
+            '--arch',
+            'lenet',
+            '--data-dir',
+            str(empty),
+            '--tfds-dir',
+            str(tmp_path / 'tfds'),
+            '--workdir',
+            str(workdir),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith('train.py: data error: Fashion-MNIST') and 'was not found' in err
@@ -123,16 +171,33 @@ def test_readme_main_job_without_any_data_is_one_message(tmp_path, capsys, monke
     Debian package and no network: exit 1 with the message naming every way to supply the
     data, nothing written (the lookups are pinned so the machine cannot change the outcome)."""
     from jaxconv.data import sources
+
     monkeypatch.setattr(sources, 'download_unreachable', lambda name: 'no network (test)')
-    monkeypatch.setattr(sources, 'find_os_package_files',
-                        lambda name: (None, 'OS package dataset-fashion-mnist: not installed'))
+    monkeypatch.setattr(
+        sources,
+        'find_os_package_files',
+        lambda name: (None, 'OS package dataset-fashion-mnist: not installed'),
+    )
     workdir = tmp_path / 'run'
-    code = main(['--arch', 'vgg11', '--workdir', str(workdir), '--tfds-dir', str(tmp_path / 'tfds'),
-                 '--no-progress'])
+    code = main(
+        [
+            '--arch',
+            'vgg11',
+            '--workdir',
+            str(workdir),
+            '--tfds-dir',
+            str(tmp_path / 'tfds'),
+            '--no-progress',
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.startswith('train.py: data error: Fashion-MNIST'), err
-    for needle in ('was not found', '--data-dir', 'apt-get install dataset-fashion-mnist',
-                   'network access'):
+    for needle in (
+        'was not found',
+        '--data-dir',
+        'apt-get install dataset-fashion-mnist',
+        'network access',
+    ):
         assert needle in err
     assert 'Traceback' not in err and not workdir.exists()
 
@@ -159,8 +224,16 @@ def test_run_writes_metrics_summary_curves_and_checkpoints(lenet_run):
         assert 0 <= r['test_accuracy'] <= 1
     assert records[1]['step'] == 2 * 512 // 64
     summary = json.loads((lenet_run / 'summary.json').read_text())
-    for key in ('arch', 'dataset', 'epochs', 'final_test_accuracy', 'best_test_accuracy',
-                'images_per_sec', 'wall_seconds', 'config'):
+    for key in (
+        'arch',
+        'dataset',
+        'epochs',
+        'final_test_accuracy',
+        'best_test_accuracy',
+        'images_per_sec',
+        'wall_seconds',
+        'config',
+    ):
         assert summary[key] is not None, key
     assert summary['arch'] == 'lenet' and summary['dataset'] == 'fashion_mnist'
     assert summary['epochs'] == 2
@@ -194,13 +267,14 @@ def test_resume_with_other_settings_names_the_differences(lenet_run, tfds_dir, c
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert 'different configuration' in err
-    assert f"lr: {recipe_for('lenet').lr!r} -> 0.5" in err and 'image_size: 28 -> 32' in err
+    assert f'lr: {recipe_for("lenet").lr!r} -> 0.5' in err and 'image_size: 28 -> 32' in err
     assert (lenet_run / 'metrics.jsonl').read_text() == before
 
 
 @needs_data
 def test_overwrite_deletes_the_old_run(lenet_run, tfds_dir, tmp_path):
     import shutil
+
     workdir = tmp_path / 'copy'
     shutil.copytree(lenet_run, workdir)
     (workdir / 'notes.txt').write_text('not ours')
@@ -216,6 +290,7 @@ def test_overwrite_deletes_the_old_run(lenet_run, tfds_dir, tmp_path):
 @needs_data
 def test_resume_of_a_finished_run_changes_nothing(lenet_run, tfds_dir, tmp_path):
     import shutil
+
     workdir = tmp_path / 'copy'
     shutil.copytree(lenet_run, workdir)
     assert main(tiny_run(workdir, tfds_dir, '--resume')) == 0
@@ -235,15 +310,19 @@ def test_a_run_saved_before_a_field_existed_resumes_with_its_default():
     saved = {k: v for k, v in run_fields(config).items() if k != 'dtype'}
     assert config_differences(saved, config) == []
     assert config_differences(saved, config.replace(dtype='float64')) == [
-        "dtype: 'float32' -> 'float64'"]
+        "dtype: 'float32' -> 'float64'"
+    ]
 
 
 def test_a_run_saved_before_augment_existed_resumes_as_none():
     """A run saved before --augment existed trained without augmentation: it resumes as 'none',
     and a CIFAR run of then (whose default is now crop-flip) must say --augment none."""
     config = resolve(TrainConfig(arch='lenet'))
-    saved = {k: v for k, v in run_fields(config).items()
-             if k not in ('augment', 'channels', 'val_fraction')}
+    saved = {
+        k: v
+        for k, v in run_fields(config).items()
+        if k not in ('augment', 'channels', 'val_fraction')
+    }
     assert config.augment == 'none' and config_differences(saved, config) == []
     cifar = resolve(TrainConfig(arch='resnet18', dataset='cifar10'))
     assert cifar.augment == 'crop-flip'
@@ -256,16 +335,39 @@ def test_a_run_saved_before_augment_existed_resumes_as_none():
 def test_float64_run_keeps_float64_parameters(tfds_dir, tmp_path):
     """--dtype float64 (x64 is process-wide: a fresh interpreter) trains float64 weights."""
     workdir = tmp_path / 'f64'
-    proc = run_train_py([*tiny_run(workdir, tfds_dir, '--dtype', 'float64', '--epochs', '1',
-                                   '--limit-train', '128', '--limit-eval', '64')], timeout=600)
+    proc = run_train_py(
+        [
+            *tiny_run(
+                workdir,
+                tfds_dir,
+                '--dtype',
+                'float64',
+                '--epochs',
+                '1',
+                '--limit-train',
+                '128',
+                '--limit-eval',
+                '64',
+            )
+        ],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((workdir / 'config.json').read_text())['config']['dtype'] == 'float64'
-    code = ('import sys, jax; jax.config.update("jax_enable_x64", True); sys.path.insert(0, "tests");'
-            'from test_train import final_state; import numpy as np;'
-            f'_, leaves = checkpoint_leaves({str(workdir)!r});'
-            'print(sorted({str(x.dtype) for x in leaves if np.issubdtype(x.dtype, np.floating)}))')
-    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, 'JAX_PLATFORMS': 'cpu'}, timeout=300)
+    code = (
+        'import sys, jax; jax.config.update("jax_enable_x64", True); sys.path.insert(0, "tests");'
+        'from test_train import final_state; import numpy as np;'
+        f'_, leaves = checkpoint_leaves({str(workdir)!r});'
+        'print(sorted({str(x.dtype) for x in leaves if np.issubdtype(x.dtype, np.floating)}))'
+    )
+    out = subprocess.run(
+        [sys.executable, '-c', code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "['float64']"
 
@@ -284,6 +386,7 @@ def raise_signal_at(step: int, signum: int, monkeypatch):
             if int(state['step']) == step:
                 signal.raise_signal(signum)
             return step_fn(state, rngs, x, y)
+
         return wrapped
 
     monkeypatch.setattr(loop_module.train_steps, 'make_train_step', make)
@@ -297,8 +400,12 @@ def test_interrupted_mid_epoch_resumes_exactly(tfds_dir, tmp_path, monkeypatch, 
     130; --resume continues from step 21 with the same batches, dropout masks and (with
     --augment) crops and flips, ending bit-identical to an uninterrupted run.
     """
-    args = lambda workdir: tiny_run(workdir, tfds_dir, '--batch-size', '16',  # noqa: E731
-                                    '--augment', augment, arch='mlp_dropout')
+
+    def args(workdir):
+        return tiny_run(
+            workdir, tfds_dir, '--batch-size', '16', '--augment', augment, arch='mlp_dropout'
+        )
+
     assert main(args(tmp_path / 'reference')) == 0
 
     workdir = tmp_path / 'interrupted'
@@ -313,8 +420,7 @@ def test_interrupted_mid_epoch_resumes_exactly(tfds_dir, tmp_path, monkeypatch, 
     assert not (workdir / 'metrics.jsonl').read_text()
 
     assert main([*args(workdir), '--resume']) == 0
-    assert run_metrics(workdir) == \
-        run_metrics(tmp_path / 'reference')
+    assert run_metrics(workdir) == run_metrics(tmp_path / 'reference')
     (step_a, leaves_a) = checkpoint_leaves(tmp_path / 'reference')
     (step_b, leaves_b) = checkpoint_leaves(workdir)
     assert step_a == step_b == 64
@@ -323,8 +429,9 @@ def test_interrupted_mid_epoch_resumes_exactly(tfds_dir, tmp_path, monkeypatch, 
 
 
 @needs_data
-def test_resume_with_autotuning_computes_with_the_runs_recorded_plan(tfds_dir, tmp_path,
-                                                                    monkeypatch):
+def test_resume_with_autotuning_computes_with_the_runs_recorded_plan(
+    tfds_dir, tmp_path, monkeypatch
+):
     """Autotuning on: the run records its conv plans in conv_plan.json; after an interruption
     the cache is rewritten to other plans (as a noisy re-measure could), and --resume still
     ends bit-identical to the uninterrupted run, because it pins the recorded plans."""
@@ -347,17 +454,19 @@ def test_resume_with_autotuning_computes_with_the_runs_recorded_plan(tfds_dir, t
     # Another winner for every conv: a fresh run would now compute with other plans.
     cache_file = conv_autotune.cache_file()
     data = json.loads(cache_file.read_text())
-    for key, entry in data['plans'].items():
-        entry['plan'] = 'im2col/taps/im2col' if entry['plan'] != 'im2col/taps/im2col' else 'xla/xla/xla'
+    for entry in data['plans'].values():
+        entry['plan'] = (
+            'im2col/taps/im2col' if entry['plan'] != 'im2col/taps/im2col' else 'xla/xla/xla'
+        )
     cache_file.write_text(json.dumps(data))
     conv_autotune.forget()
 
     assert main([*args(workdir), '--resume']) == 0
     assert json.loads((workdir / 'conv_plan.json').read_text())['plans'] == recorded['plans']
-    assert run_metrics(workdir) == \
-        run_metrics(tmp_path / 'reference')
-    for a, b in zip(checkpoint_leaves(tmp_path / 'reference')[1], checkpoint_leaves(workdir)[1],
-                    strict=True):
+    assert run_metrics(workdir) == run_metrics(tmp_path / 'reference')
+    for a, b in zip(
+        checkpoint_leaves(tmp_path / 'reference')[1], checkpoint_leaves(workdir)[1], strict=True
+    ):
         np.testing.assert_array_equal(a, b)
 
     assert main(args(tmp_path / 'fresh')) == 0  # the rewritten cache does reach a new run
@@ -377,8 +486,14 @@ def test_sigterm_then_resume_equals_uninterrupted(tfds_dir, tmp_path):
 
     interrupted = tmp_path / 'interrupted'
     env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-    proc = subprocess.Popen([sys.executable, str(REPO / 'train.py'), *args(interrupted)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / 'train.py'), *args(interrupted)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:  # the loop prints this line once the first checkpoint is complete
         if 'checkpoint 8 saved' in line:
             proc.send_signal(signal.SIGTERM)
@@ -395,8 +510,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tfds_dir, tmp_path):
     resumed = run_train_py([*args(interrupted), '--resume'])
     assert resumed.returncode == 0, resumed.stderr
     assert f'resuming from checkpoint {stopped_at}' in resumed.stdout
-    assert run_metrics(interrupted) == \
-        run_metrics(reference)
+    assert run_metrics(interrupted) == run_metrics(reference)
     (step_a, leaves_a), (step_b, leaves_b) = map(checkpoint_leaves, (reference, interrupted))
     assert step_a == step_b == 24
     for a, b in zip(leaves_a, leaves_b, strict=True):
@@ -407,8 +521,9 @@ def test_sigterm_then_resume_equals_uninterrupted(tfds_dir, tmp_path):
 # Divergence
 # ------------------------------------------------------------------------------------------------
 @needs_data
-def test_nonfinite_loss_stops_and_keeps_the_last_good_epoch(tfds_dir, tmp_path, capsys,
-                                                            monkeypatch):
+def test_nonfinite_loss_stops_and_keeps_the_last_good_epoch(
+    tfds_dir, tmp_path, capsys, monkeypatch
+):
     """The loss turns NaN at global step 11 (epoch 2): exit 1 naming the step; epoch 1's metrics
     line and checkpoint stay, nothing of epoch 2 is written."""
     real = loop_module.train_steps.make_train_step
@@ -422,6 +537,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_epoch(tfds_dir, tmp_path, 
             if first == 11:
                 metrics = {**metrics, 'loss': metrics['loss'] * np.nan}
             return state, metrics
+
         return step
 
     monkeypatch.setattr(loop_module.train_steps, 'make_train_step', poisoned)
@@ -448,16 +564,27 @@ def test_a_real_divergence_is_caught(tfds_dir, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------
 # THE command of the issue
 # ------------------------------------------------------------------------------------------------
-VGG11_COMMAND = ['--arch', 'vgg11', '--data-dir', str(FASHION_MNIST), '--epochs',
-                 '1', '--limit-train', '2048', '--limit-eval', '512']
+VGG11_COMMAND = [
+    '--arch',
+    'vgg11',
+    '--data-dir',
+    str(FASHION_MNIST),
+    '--epochs',
+    '1',
+    '--limit-train',
+    '2048',
+    '--limit-eval',
+    '512',
+]
 
 
 @pytest.mark.slow
 @needs_data
 def test_vgg11_command_runs_end_to_end(tfds_dir, tmp_path):
     workdir = tmp_path / 'vgg11'
-    result = run_train_py([*VGG11_COMMAND, '--workdir', str(workdir), '--tfds-dir', tfds_dir],
-                          timeout=3600)
+    result = run_train_py(
+        [*VGG11_COMMAND, '--workdir', str(workdir), '--tfds-dir', tfds_dir], timeout=3600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     steps = 2048 // recipe_for('vgg11').batch_size
     records = read_jsonl(workdir / 'metrics.jsonl')

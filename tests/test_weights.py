@@ -12,8 +12,15 @@ import torch
 import parity
 from jaxconv.keymap import TransferError
 from jaxconv.registry import create_model
-from jaxconv.weights import (WeightFileError, adapt_input_conv, head_layers, load_state_dict,
-                             read_state_dict, state_dict, write_state_dict)
+from jaxconv.weights import (
+    WeightFileError,
+    adapt_input_conv,
+    head_layers,
+    load_state_dict,
+    read_state_dict,
+    state_dict,
+    write_state_dict,
+)
 from parity.tv import import_torchvision
 
 
@@ -25,7 +32,7 @@ def timm_adapt_input_conv(in_chans: int, conv_weight: torch.Tensor) -> torch.Ten
     """timm.models._manipulate.adapt_input_conv (timm 1.0), the reference being matched."""
     conv_type = conv_weight.dtype
     conv_weight = conv_weight.float()
-    O, I, J, K = conv_weight.shape
+    O, I, J, K = conv_weight.shape  # noqa: E741 (timm's names)
     if in_chans == 1:
         if I > 3:
             conv_weight = conv_weight.reshape(O, I // 3, 3, J, K).sum(dim=2, keepdim=False)
@@ -34,7 +41,7 @@ def timm_adapt_input_conv(in_chans: int, conv_weight: torch.Tensor) -> torch.Ten
     elif in_chans != 3:
         repeat = int(math.ceil(in_chans / 3))
         conv_weight = conv_weight.repeat(1, repeat, 1, 1)[:, :in_chans, :, :]
-        conv_weight *= (3 / float(in_chans))
+        conv_weight *= 3 / float(in_chans)
     return conv_weight.to(conv_type)
 
 
@@ -53,8 +60,7 @@ def test_state_dict_loads_strict_into_the_torch_twin_and_back():
     twin = parity.torch_model('resnet18', num_classes=10, in_channels=1, image_size=16)
     twin.load_state_dict({k: torch.from_numpy(v) for k, v in exported.items()}, strict=True)
     assert exported['net.0.1.num_batches_tracked'].dtype == np.int64
-    fresh = create_model('resnet18', num_classes=10, in_channels=1, image_size=16,
-                         rngs=None)
+    fresh = create_model('resnet18', num_classes=10, in_channels=1, image_size=16, rngs=None)
     assert load_state_dict(fresh, torch_state(twin)) == []
     again = state_dict(fresh)
     assert all(np.array_equal(again[k], v) for k, v in exported.items())
@@ -73,8 +79,9 @@ def test_torchvision_checkpoint_loads_into_tv_arch_with_both_adaptations():
         'fc.bias: head re-initialised for 10 classes (the weights have 1000)',
     ]
     got = state_dict(model)
-    np.testing.assert_allclose(got['conv1.weight'], source['conv1.weight'].sum(1, keepdims=True),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        got['conv1.weight'], source['conv1.weight'].sum(1, keepdims=True), rtol=1e-6
+    )
     assert np.array_equal(got['layer4.1.bn2.running_var'], source['layer4.1.bn2.running_var'])
     assert np.array_equal(np.asarray(model.fc.kernel[...]), head_before)
 
@@ -110,24 +117,33 @@ def test_files_round_trip_and_bad_files_are_refused(tmp_path):
     for name in ('w.pt', 'w.safetensors'):
         back = read_state_dict(write_state_dict(state, tmp_path / name))
         assert back.keys() == state.keys()
-        assert all(np.array_equal(back[k], v) and back[k].dtype == v.dtype
-                   for k, v in state.items())
+        assert all(
+            np.array_equal(back[k], v) and back[k].dtype == v.dtype for k, v in state.items()
+        )
 
     class Code:
         def __reduce__(self):
             return (print, ('pickled code ran',))
 
     torch.save({'w': Code()}, tmp_path / 'code.pth')
-    torch.save(parity.torch_model('lenet', num_classes=10, in_channels=1, image_size=28),
-               tmp_path / 'module.pth')
+    torch.save(
+        parity.torch_model('lenet', num_classes=10, in_channels=1, image_size=28),
+        tmp_path / 'module.pth',
+    )
     torch.save([torch.zeros(2)], tmp_path / 'list.pth')
     torch.save({'state_dict': {'w': torch.zeros(2)}}, tmp_path / 'nested.pth')
     (tmp_path / 'garbage.safetensors').write_bytes(b'\x00' * 64)
     (tmp_path / 'truncated.pt').write_bytes((tmp_path / 'w.pt').read_bytes()[:300])
-    expected = {'code.pth': 'weights_only', 'module.pth': 'weights_only',
-                'list.pth': 'not a state_dict', 'nested.pth': 'not tensors: state_dict',
-                'garbage.safetensors': 'safetensors', 'truncated.pt': 'weights_only',
-                'missing.pth': 'no such file', 'w.npz': 'unknown weight format'}
+    expected = {
+        'code.pth': 'weights_only',
+        'module.pth': 'weights_only',
+        'list.pth': 'not a state_dict',
+        'nested.pth': 'not tensors: state_dict',
+        'garbage.safetensors': 'safetensors',
+        'truncated.pt': 'weights_only',
+        'missing.pth': 'no such file',
+        'w.npz': 'unknown weight format',
+    }
     (tmp_path / 'w.npz').write_bytes(b'')
     for name, needle in expected.items():
         with pytest.raises(WeightFileError) as e:

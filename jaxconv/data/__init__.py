@@ -13,8 +13,16 @@ inside jit.
 
 from .errors import ChecksumError, DataError, DatasetNotFoundError
 from .folder import FolderDataset, load_folder
-from .info import (CIFAR2_SOURCE_LABELS, DATASET_NAMES, DATASETS, FOLDER, SPLITS, DatasetSpec,
-                   get_spec)
+from .info import (
+    CIFAR2_SOURCE_LABELS,
+    DATASET_NAMES,
+    DATASETS,
+    FOLDER,
+    SPLITS,
+    DatasetSpec,
+    get_spec,
+)
+from .locate import find_official_files, find_os_package_files
 from .pipeline import (
     epoch_batches,
     epoch_permutation,
@@ -23,17 +31,34 @@ from .pipeline import (
     preprocess,
     steps_per_epoch,
 )
-from .locate import find_official_files, find_os_package_files
 from .prepare import prepare, tfds_data_dir
 from .sources import load_split
 from .verify import official_files, verify_file
 
 __all__ = [
-    "ChecksumError", "DataError", "DatasetNotFoundError",
-    "CIFAR2_SOURCE_LABELS", "DATASET_NAMES", "DATASETS", "FOLDER", "SPLITS", "DatasetSpec",
-    "get_spec", "FolderDataset", "load_folder",
-    "epoch_batches", "epoch_permutation", "eval_batches", "pad_batch", "preprocess",
-    "steps_per_epoch",
-    "find_official_files", "find_os_package_files", "load_split", "official_files",
-    "prepare", "tfds_data_dir", "verify_file",
+    'ChecksumError',
+    'DataError',
+    'DatasetNotFoundError',
+    'CIFAR2_SOURCE_LABELS',
+    'DATASET_NAMES',
+    'DATASETS',
+    'FOLDER',
+    'SPLITS',
+    'DatasetSpec',
+    'get_spec',
+    'FolderDataset',
+    'load_folder',
+    'epoch_batches',
+    'epoch_permutation',
+    'eval_batches',
+    'pad_batch',
+    'preprocess',
+    'steps_per_epoch',
+    'find_official_files',
+    'find_os_package_files',
+    'load_split',
+    'official_files',
+    'prepare',
+    'tfds_data_dir',
+    'verify_file',
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-AUGMENTATIONS = ("none", "flip", "crop-flip")
+AUGMENTATIONS = ('none', 'flip', 'crop-flip')
 
 #: Zero padding of ``crop-flip`` per side, in pixels.
 CROP_PADDING = 4
@@ -54,12 +54,12 @@ def augment(x: jax.Array, key: jax.Array | None, mode: str) -> jax.Array:
     ``mode`` is a Python constant (static under jit); ``key`` may be None for 'none'.
     """
     if mode not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {mode!r}; choose one of {', '.join(AUGMENTATIONS)}")
-    if mode == "none":
+        raise ValueError(f'unknown augmentation {mode!r}; choose one of {", ".join(AUGMENTATIONS)}')
+    if mode == 'none':
         return x
     if x.ndim != 4:
-        raise ValueError(f"augmentation needs a batch (N, H, W, C), got shape {x.shape}")
+        raise ValueError(f'augmentation needs a batch (N, H, W, C), got shape {x.shape}')
     crop_key, flip_key = jax.random.split(key)
-    if mode == "crop-flip":
+    if mode == 'crop-flip':
         x = random_crop(x, crop_key)
     return random_flip(x, flip_key)

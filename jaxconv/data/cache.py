@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-_SPLIT_CACHE_DIR = "jaxconv_cache"
+_SPLIT_CACHE_DIR = 'jaxconv_cache'
 _SPLIT_CACHE_FORMAT = 1
 
 
@@ -22,9 +22,9 @@ def write_npz_atomic(path: Path, **arrays) -> None:
     file: written to a temporary file beside ``path``, then renamed."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.npz.tmp', dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as f:
+            with os.fdopen(fd, 'wb') as f:
                 np.savez(f, **arrays)
             os.replace(tmp, path)
         finally:
@@ -35,7 +35,7 @@ def write_npz_atomic(path: Path, **arrays) -> None:
 
 
 def _split_cache_path(builder, split: str) -> Path:
-    return Path(builder.data_dir) / _SPLIT_CACHE_DIR / f"{split}.npz"
+    return Path(builder.data_dir) / _SPLIT_CACHE_DIR / f'{split}.npz'
 
 
 def read_split_cache(builder, split: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -46,16 +46,20 @@ def read_split_cache(builder, split: str) -> tuple[np.ndarray, np.ndarray] | Non
         return None
     try:
         with np.load(path) as z:
-            images, labels, fmt = z["images"], z["labels"], int(z["format"])
+            images, labels, fmt = z['images'], z['labels'], int(z['format'])
     except Exception:  # unreadable or partial cache: ignore it, decode again
         return None
     n = builder.info.splits[split].num_examples
-    shape = tuple(builder.info.features["image"].shape)
+    shape = tuple(builder.info.features['image'].shape)
     if fmt != _SPLIT_CACHE_FORMAT or images.shape != (n, *shape) or labels.shape != (n,):
         return None
     return images, labels
 
 
 def write_split_cache(builder, split: str, images: np.ndarray, labels: np.ndarray) -> None:
-    write_npz_atomic(_split_cache_path(builder, split), images=images, labels=labels,
-                     format=np.int64(_SPLIT_CACHE_FORMAT))
+    write_npz_atomic(
+        _split_cache_path(builder, split),
+        images=images,
+        labels=labels,
+        format=np.int64(_SPLIT_CACHE_FORMAT),
+    )

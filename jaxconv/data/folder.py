@@ -32,17 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .cache import write_npz_atomic
 from .errors import DataError
 from .info import DatasetSpec
-from .cache import write_npz_atomic
 
 #: File extensions read as images (torchvision's IMG_EXTENSIONS, less the rare ones).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 
 #: PIL modes that hold one channel of intensity; every other mode counts as colour.
-_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
+_GREY_MODES = frozenset({'1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'F'})
 
-_CACHE_DIR = "jaxconv_folder_cache"
+_CACHE_DIR = 'jaxconv_folder_cache'
 _CACHE_FORMAT = 1
 
 
@@ -69,8 +69,9 @@ def _is_image(name: str) -> bool:
 
 def find_classes(split_dir: Path) -> list[str]:
     """Sub-folder names of ``split_dir``, sorted as torchvision sorts them (plain ``sorted``)."""
-    return sorted(e.name for e in os.scandir(split_dir)
-                  if e.is_dir() and not e.name.startswith("."))
+    return sorted(
+        e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith('.')
+    )
 
 
 def list_images(split_dir: Path, classes: list[str]) -> dict[str, list[Path]]:
@@ -79,44 +80,55 @@ def list_images(split_dir: Path, classes: list[str]) -> dict[str, list[Path]]:
     for name in classes:
         found = []
         for root, _, names in sorted(os.walk(split_dir / name, followlinks=True)):
-            if any(part.startswith(".") for part in Path(root).relative_to(split_dir).parts):
+            if any(part.startswith('.') for part in Path(root).relative_to(split_dir).parts):
                 continue  # .ipynb_checkpoints and the like, at any depth
-            found += [Path(root) / f for f in sorted(names)
-                      if _is_image(f) and not f.startswith(".")]
+            found += [
+                Path(root) / f for f in sorted(names) if _is_image(f) and not f.startswith('.')
+            ]
         if not found:
-            raise DataError(f"the class folder {split_dir / name} holds no image (looked for "
-                            f"{', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
+            raise DataError(
+                f'the class folder {split_dir / name} holds no image (looked for '
+                f'{", ".join(IMAGE_EXTENSIONS)}); add images or remove the folder'
+            )
         files[name] = found
     return files
 
 
-def scan(root: os.PathLike | str) -> tuple[list[str], dict[str, list[Path]],
-                                          dict[str, list[Path]] | None]:
+def scan(
+    root: os.PathLike | str,
+) -> tuple[list[str], dict[str, list[Path]], dict[str, list[Path]] | None]:
     """(classes, train files per class, test files per class or None) of an ImageFolder tree."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        what = "does not exist" if not root.exists() else "is not a directory"
-        raise DataError(f"--data-dir {root} {what}; for --dataset folder pass a directory with "
-                        f"train/CLASS/*.png (or .jpg ...) and optionally test/CLASS/...")
-    train_dir = root / "train"
+        what = 'does not exist' if not root.exists() else 'is not a directory'
+        raise DataError(
+            f'--data-dir {root} {what}; for --dataset folder pass a directory with '
+            f'train/CLASS/*.png (or .jpg ...) and optionally test/CLASS/...'
+        )
+    train_dir = root / 'train'
     if not train_dir.is_dir():
-        raise DataError(f"--data-dir {root} has no train/ folder; --dataset folder expects "
-                        f"{root}/train/CLASS/*.png (one sub-folder per class) and optionally "
-                        f"{root}/test/CLASS/...")
+        raise DataError(
+            f'--data-dir {root} has no train/ folder; --dataset folder expects '
+            f'{root}/train/CLASS/*.png (one sub-folder per class) and optionally '
+            f'{root}/test/CLASS/...'
+        )
     classes = find_classes(train_dir)
     if not classes:
-        raise DataError(f"{train_dir} holds no class folder; put each class's images in "
-                        f"{train_dir}/CLASS_NAME/")
+        raise DataError(
+            f"{train_dir} holds no class folder; put each class's images in {train_dir}/CLASS_NAME/"
+        )
     train = list_images(train_dir, classes)
-    test_dir = root / "test"
+    test_dir = root / 'test'
     if not test_dir.is_dir():
         return classes, train, None
     test_classes = find_classes(test_dir)
     unknown = [c for c in test_classes if c not in train]
     if unknown:
-        raise DataError(f"{test_dir} has class folder{'s' if len(unknown) > 1 else ''} "
-                        f"{', '.join(unknown)} that {train_dir} lacks; every test class must "
-                        f"also be a training class (train/ has: {', '.join(classes)})")
+        raise DataError(
+            f'{test_dir} has class folder{"s" if len(unknown) > 1 else ""} '
+            f'{", ".join(unknown)} that {train_dir} lacks; every test class must '
+            f'also be a training class (train/ has: {", ".join(classes)})'
+        )
     return classes, train, list_images(test_dir, test_classes)
 
 
@@ -124,44 +136,50 @@ def _unreadable() -> tuple[type[Exception], ...]:
     """What PIL raises for a file that is no image, a truncated or corrupt one, or a
     decompression bomb (UnidentifiedImageError is an OSError)."""
     from PIL import Image
+
     return (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def _open(path: Path):
     """The PIL image at ``path``, fully decoded, or a DataError naming the file."""
     from PIL import Image
+
     try:
         with Image.open(path) as image:
             image.load()
             return image
     except _unreadable() as e:
-        raise DataError(f"cannot read the image {path} ({type(e).__name__}: {e}); replace or "
-                        f"delete it") from None
+        raise DataError(
+            f'cannot read the image {path} ({type(e).__name__}: {e}); replace or delete it'
+        ) from None
 
 
 def majority_channels(paths: list[Path]) -> int:
     """1 if most images are greyscale, else 3 (a tie goes to colour). Reads headers only."""
     from PIL import Image
+
     grey = 0
     for path in paths:
         try:
             with Image.open(path) as image:
                 grey += image.mode in _GREY_MODES
         except _unreadable() as e:
-            raise DataError(f"cannot read the image {path} ({type(e).__name__}: {e}); replace "
-                            f"or delete it") from None
+            raise DataError(
+                f'cannot read the image {path} ({type(e).__name__}: {e}); replace or delete it'
+            ) from None
     return 1 if grey * 2 > len(paths) else 3
 
 
 def decode(paths: list[Path], *, image_size: int, channels: int) -> np.ndarray:
     """uint8 (N, S, S, C): each image converted to ``channels`` and resized to S x S."""
     from PIL import Image
-    mode = {1: "L", 3: "RGB"}[channels]
+
+    mode = {1: 'L', 3: 'RGB'}[channels]
     out = np.empty((len(paths), image_size, image_size, channels), np.uint8)
     for i, path in enumerate(paths):
         image = _open(path)
-        if image.mode == "P" and "transparency" in image.info:
-            image = image.convert("RGBA")  # PIL warns converting such palettes directly
+        if image.mode == 'P' and 'transparency' in image.info:
+            image = image.convert('RGBA')  # PIL warns converting such palettes directly
         image = image.convert(mode)
         if image.size != (image_size, image_size):
             image = image.resize((image_size, image_size), Image.BILINEAR)
@@ -171,24 +189,24 @@ def decode(paths: list[Path], *, image_size: int, channels: int) -> np.ndarray:
 
 def _fingerprint(paths: list[Path], root: Path, **settings) -> str:
     """sha256 over every file's relative path, size and mtime, and the decode settings."""
-    h = hashlib.sha256(json.dumps({"format": _CACHE_FORMAT, **settings}).encode())
+    h = hashlib.sha256(json.dumps({'format': _CACHE_FORMAT, **settings}).encode())
     for path in paths:
         st = path.stat()
-        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f'{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
     return h.hexdigest()
 
 
 def _cache_file(cache_dir: Path, root: Path, image_size: int, channels: int) -> Path:
     key = hashlib.sha256(os.fspath(root.absolute()).encode()).hexdigest()[:16]
-    return cache_dir / _CACHE_DIR / key / f"{image_size}x{image_size}x{channels}.npz"
+    return cache_dir / _CACHE_DIR / key / f'{image_size}x{image_size}x{channels}.npz'
 
 
 def _read_cache(path: Path, fingerprint: str, n: int) -> np.ndarray | None:
     try:
         with np.load(path) as z:
-            if str(z["fingerprint"]) != fingerprint:
+            if str(z['fingerprint']) != fingerprint:
                 return None
-            images = z["images"]
+            images = z['images']
     except Exception:  # missing, partial or unreadable: decode again
         return None
     return images if len(images) == n else None
@@ -197,7 +215,7 @@ def _read_cache(path: Path, fingerprint: str, n: int) -> np.ndarray | None:
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, validation indices) of ``n`` examples: a pure function of the seed."""
     if not 0 < fraction < 1:
-        raise DataError(f"--val-fraction must be in (0, 1), got {fraction}")
+        raise DataError(f'--val-fraction must be in (0, 1), got {fraction}')
     k = min(max(int(round(n * fraction)), 1), n - 1)
     perm = np.random.default_rng([int(seed), 0x76616C]).permutation(n)  # 'val'
     return np.sort(perm[k:]), np.sort(perm[:k])
@@ -209,7 +227,7 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     total = np.zeros(x.shape[1], np.float64)
     squares = np.zeros(x.shape[1], np.float64)
     for start in range(0, len(x), 1 << 22):  # float64 in chunks: no N x 8-byte copy at once
-        chunk = x[start:start + (1 << 22)].astype(np.float64) / 255.0
+        chunk = x[start : start + (1 << 22)].astype(np.float64) / 255.0
         total += chunk.sum(0)
         squares += (chunk * chunk).sum(0)
     mean = total / len(x)
@@ -218,9 +236,15 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
 
 
-def load_folder(root: os.PathLike | str, *, image_size: int, channels: int | None = None,
-                val_fraction: float = 0.1, seed: int = 0,
-                cache_dir: os.PathLike | str | None = None) -> FolderDataset:
+def load_folder(
+    root: os.PathLike | str,
+    *,
+    image_size: int,
+    channels: int | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    cache_dir: os.PathLike | str | None = None,
+) -> FolderDataset:
     """Read an ImageFolder tree (see the module docstring) into a :class:`FolderDataset`.
 
     ``channels``: 1 or 3, None for what most images have. ``val_fraction``: the share of the
@@ -241,32 +265,39 @@ def load_folder(root: os.PathLike | str, *, image_size: int, channels: int | Non
     if channels is None:
         channels = majority_channels(paths)
     if channels not in (1, 3):
-        raise DataError(f"--channels must be 1 or 3, got {channels}")
+        raise DataError(f'--channels must be 1 or 3, got {channels}')
 
     cached = None
     if cache_dir is not None:
         cache = _cache_file(Path(cache_dir), root, image_size, channels)
         fingerprint = _fingerprint(paths, root, image_size=image_size, channels=channels)
         cached = _read_cache(cache, fingerprint, len(paths))
-    images = cached if cached is not None else decode(paths, image_size=image_size,
-                                                      channels=channels)
+    images = (
+        cached if cached is not None else decode(paths, image_size=image_size, channels=channels)
+    )
     if cache_dir is not None and cached is None:
         write_npz_atomic(cache, images=images, fingerprint=np.str_(fingerprint))
 
-    train_x, test_x = images[:len(train_paths)], images[len(train_paths):]
+    train_x, test_x = images[: len(train_paths)], images[len(train_paths) :]
     train_y, test_y = train_labels, test_labels
     if test_files is None:
         keep, held = split_validation(len(train_x), val_fraction, seed)
         train_x, test_x = train_x[keep], train_x[held]
         train_y, test_y = train_y[keep], train_y[held]
-        test_source = f"{len(held)} training images held out (--val-fraction {val_fraction})"
+        test_source = f'{len(held)} training images held out (--val-fraction {val_fraction})'
     else:
-        test_source = str(root / "test")
+        test_source = str(root / 'test')
     mean, std = channel_stats(train_x)
     spec = DatasetSpec(
-        name="folder", display_name=f"images in {root}", tfds_name="",
-        num_classes=len(classes), image_shape=(image_size, image_size, channels),
-        mean=mean, std=std, class_names=tuple(classes),
-        num_train=len(train_x), num_test=len(test_x))
+        name='folder',
+        display_name=f'images in {root}',
+        tfds_name='',
+        num_classes=len(classes),
+        image_shape=(image_size, image_size, channels),
+        mean=mean,
+        std=std,
+        class_names=tuple(classes),
+        num_train=len(train_x),
+        num_test=len(test_x),
+    )
     return FolderDataset(spec, train_x, train_y, test_x, test_y, test_source)
-

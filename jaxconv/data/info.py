@@ -31,8 +31,18 @@ class DatasetSpec:
     num_test: int
 
 
-_CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                    "dog", "frog", "horse", "ship", "truck")
+_CIFAR10_CLASSES = (
+    'airplane',
+    'automobile',
+    'bird',
+    'cat',
+    'deer',
+    'dog',
+    'frog',
+    'horse',
+    'ship',
+    'truck',
+)
 _CIFAR_MEAN = (0.4915, 0.4823, 0.4468)  # the course's constants
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -40,33 +50,73 @@ _CIFAR_STD = (0.2470, 0.2435, 0.2616)
 CIFAR2_SOURCE_LABELS = (3, 5)
 
 DATASETS: dict[str, DatasetSpec] = {
-    "fashion_mnist": DatasetSpec(
-        name="fashion_mnist", display_name="Fashion-MNIST", tfds_name="fashion_mnist",
-        num_classes=10, image_shape=(28, 28, 1), mean=(0.2860,), std=(0.3530,),
-        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        num_train=60000, num_test=10000),
-    "mnist": DatasetSpec(
-        name="mnist", display_name="MNIST", tfds_name="mnist",
-        num_classes=10, image_shape=(28, 28, 1), mean=(0.1307,), std=(0.3081,),
+    'fashion_mnist': DatasetSpec(
+        name='fashion_mnist',
+        display_name='Fashion-MNIST',
+        tfds_name='fashion_mnist',
+        num_classes=10,
+        image_shape=(28, 28, 1),
+        mean=(0.2860,),
+        std=(0.3530,),
+        class_names=(
+            'T-shirt/top',
+            'Trouser',
+            'Pullover',
+            'Dress',
+            'Coat',
+            'Sandal',
+            'Shirt',
+            'Sneaker',
+            'Bag',
+            'Ankle boot',
+        ),
+        num_train=60000,
+        num_test=10000,
+    ),
+    'mnist': DatasetSpec(
+        name='mnist',
+        display_name='MNIST',
+        tfds_name='mnist',
+        num_classes=10,
+        image_shape=(28, 28, 1),
+        mean=(0.1307,),
+        std=(0.3081,),
         class_names=tuple(str(i) for i in range(10)),
-        num_train=60000, num_test=10000),
-    "cifar10": DatasetSpec(
-        name="cifar10", display_name="CIFAR-10", tfds_name="cifar10",
-        num_classes=10, image_shape=(32, 32, 3), mean=_CIFAR_MEAN, std=_CIFAR_STD,
-        class_names=_CIFAR10_CLASSES, num_train=50000, num_test=10000),
-    "cifar2": DatasetSpec(
-        name="cifar2", display_name="CIFAR-2 (CIFAR-10 cats vs dogs)", tfds_name="cifar10",
-        num_classes=2, image_shape=(32, 32, 3), mean=_CIFAR_MEAN, std=_CIFAR_STD,
-        class_names=("cat", "dog"), num_train=10000, num_test=2000),
+        num_train=60000,
+        num_test=10000,
+    ),
+    'cifar10': DatasetSpec(
+        name='cifar10',
+        display_name='CIFAR-10',
+        tfds_name='cifar10',
+        num_classes=10,
+        image_shape=(32, 32, 3),
+        mean=_CIFAR_MEAN,
+        std=_CIFAR_STD,
+        class_names=_CIFAR10_CLASSES,
+        num_train=50000,
+        num_test=10000,
+    ),
+    'cifar2': DatasetSpec(
+        name='cifar2',
+        display_name='CIFAR-2 (CIFAR-10 cats vs dogs)',
+        tfds_name='cifar10',
+        num_classes=2,
+        image_shape=(32, 32, 3),
+        mean=_CIFAR_MEAN,
+        std=_CIFAR_STD,
+        class_names=('cat', 'dog'),
+        num_train=10000,
+        num_test=2000,
+    ),
 }
 
-SPLITS = ("train", "test")
+SPLITS = ('train', 'test')
 
 #: The user's own images (an ImageFolder tree given with ``--data-dir``). It has no entry in
 #: ``DATASETS``: its spec (classes, channels, mean/std) is computed from the images
 #: (:func:`jaxconv.data.folder.load_folder`).
-FOLDER = "folder"
+FOLDER = 'folder'
 
 #: Every name ``--dataset`` accepts.
 DATASET_NAMES = (*sorted(DATASETS), FOLDER)
@@ -78,5 +128,5 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise ValueError(
-            f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}"
+            f'unknown dataset {name!r}; choose one of {", ".join(sorted(DATASETS))}'
         ) from None

@@ -28,7 +28,7 @@ MAX_PAD_MARGIN = 8
 def steps_per_epoch(n: int, batch_size: int, drop_last: bool = True) -> int:
     """Number of (global) batches in one epoch of ``n`` examples."""
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise ValueError(f'batch_size must be positive, got {batch_size}')
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
@@ -41,26 +41,38 @@ def epoch_permutation(n: int, *, seed: int, epoch: int, shuffle: bool = True) ->
     if not shuffle:
         return np.arange(n)
     if seed < 0 or epoch < 0:
-        raise ValueError(f"seed and epoch must be non-negative, got {seed}, {epoch}")
+        raise ValueError(f'seed and epoch must be non-negative, got {seed}, {epoch}')
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
 def _local_range(batch_size: int, process_index: int, process_count: int) -> tuple[int, int]:
     if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(f"process_index must be in [0, process_count), got "
-                         f"{process_index} of {process_count}")
+        raise ValueError(
+            f'process_index must be in [0, process_count), got {process_index} of {process_count}'
+        )
     if batch_size % process_count:
-        raise ValueError(f"the global batch size {batch_size} does not divide by the "
-                         f"{process_count} processes; choose a batch size that is a "
-                         f"multiple of {process_count}")
+        raise ValueError(
+            f'the global batch size {batch_size} does not divide by the '
+            f'{process_count} processes; choose a batch size that is a '
+            f'multiple of {process_count}'
+        )
     local = batch_size // process_count
     return process_index * local, (process_index + 1) * local
 
 
-def epoch_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, seed: int,
-                  epoch: int, shuffle: bool = True, drop_last: bool = True,
-                  start_step: int = 0, process_index: int = 0, process_count: int = 1,
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def epoch_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    start_step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(x uint8 (B_local, H, W, C), y int32 (B_local,))`` for one epoch.
 
     ``batch_size`` is the GLOBAL batch size; each process yields its contiguous
@@ -73,23 +85,26 @@ def epoch_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, se
     lo, hi = _local_range(batch_size, process_index, process_count)
     n = len(images)
     if len(labels) != n:
-        raise ValueError(f"{n} images but {len(labels)} labels")
+        raise ValueError(f'{n} images but {len(labels)} labels')
     steps = steps_per_epoch(n, batch_size, drop_last)
     if not 0 <= start_step <= steps:
-        raise ValueError(f"start_step {start_step} outside [0, {steps}] for this epoch")
+        raise ValueError(f'start_step {start_step} outside [0, {steps}] for this epoch')
     labels = np.asarray(labels, np.int32)
     perm = epoch_permutation(n, seed=seed, epoch=epoch, shuffle=shuffle)
 
     def gen():
         for step in range(start_step, steps):
-            idx = perm[step * batch_size: (step + 1) * batch_size][lo:hi]
+            idx = perm[step * batch_size : (step + 1) * batch_size][lo:hi]
             yield images[idx], labels[idx]  # one gather each
 
     return gen()
 
 
-def pad_batch(x: np.ndarray, y: np.ndarray, batch_size: int,
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pad_batch(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pad a short batch with zeros to ``batch_size``; return ``(x, y, mask)``.
 
     A fixed batch shape avoids a recompile for the last batch; ``mask`` (bool)
@@ -97,7 +112,7 @@ def pad_batch(x: np.ndarray, y: np.ndarray, batch_size: int,
     """
     k = len(x)
     if k > batch_size:
-        raise ValueError(f"batch of {k} is larger than batch_size {batch_size}")
+        raise ValueError(f'batch of {k} is larger than batch_size {batch_size}')
     mask = np.zeros(batch_size, bool)
     mask[:k] = True
     if k == batch_size:
@@ -108,9 +123,14 @@ def pad_batch(x: np.ndarray, y: np.ndarray, batch_size: int,
     return xp, yp, mask
 
 
-def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *,
-                 process_index: int = 0, process_count: int = 1,
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def eval_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(x, y, mask)`` covering every example exactly once, in order.
 
     Every batch has the full local shape (``batch_size / process_count``); the
@@ -121,7 +141,7 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *,
     lo, hi = _local_range(batch_size, process_index, process_count)
     n = len(images)
     if len(labels) != n:
-        raise ValueError(f"{n} images but {len(labels)} labels")
+        raise ValueError(f'{n} images but {len(labels)} labels')
     labels = np.asarray(labels, np.int32)
 
     def gen():
@@ -137,9 +157,16 @@ def _pads(src: int, dst: int) -> bool:
     return 0 < margin <= MAX_PAD_MARGIN and margin % 2 == 0
 
 
-def preprocess(x_uint8: jax.Array | np.ndarray, *, image_size: int | Sequence[int],
-               mean: Sequence[float], std: Sequence[float], dtype=jnp.float32,
-               augment: str = "none", key: jax.Array | None = None) -> jax.Array:
+def preprocess(
+    x_uint8: jax.Array | np.ndarray,
+    *,
+    image_size: int | Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    dtype=jnp.float32,
+    augment: str = 'none',
+    key: jax.Array | None = None,
+) -> jax.Array:
     """uint8 NHWC -> normalised ``dtype`` NHWC of spatial size ``image_size``. Jittable.
 
     1. to float in [0, 1] (``/ 255``, as ``ToTensor``);
@@ -160,7 +187,7 @@ def preprocess(x_uint8: jax.Array | np.ndarray, *, image_size: int | Sequence[in
     """
     x = jnp.asarray(x_uint8).astype(jnp.float32) / 255.0
     if x.ndim not in (3, 4):
-        raise ValueError(f"expected (N, H, W, C) or (H, W, C), got shape {x.shape}")
+        raise ValueError(f'expected (N, H, W, C) or (H, W, C), got shape {x.shape}')
     th, tw = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
     h, w, c = x.shape[-3:]
     if (h, w) == (th, tw):
@@ -169,11 +196,10 @@ def preprocess(x_uint8: jax.Array | np.ndarray, *, image_size: int | Sequence[in
         ph, pw = (th - h) // 2, (tw - w) // 2
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(ph, ph), (pw, pw), (0, 0)])
     else:
-        x = jax.image.resize(x, (*x.shape[:-3], th, tw, c), method="bilinear",
-                             antialias=True)
+        x = jax.image.resize(x, (*x.shape[:-3], th, tw, c), method='bilinear', antialias=True)
     x = apply_augmentation(x, key, augment)
     mean = np.asarray(mean, np.float32)
     std = np.asarray(std, np.float32)
     if mean.shape not in ((1,), (c,)) or std.shape not in ((1,), (c,)):
-        raise ValueError(f"mean/std need 1 or {c} values, got {mean.shape}, {std.shape}")
+        raise ValueError(f'mean/std need 1 or {c} values, got {mean.shape}, {std.shape}')
     return ((x - mean) / std).astype(dtype)

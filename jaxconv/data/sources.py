@@ -29,28 +29,41 @@ import numpy as np
 
 from .errors import DataError, DatasetNotFoundError
 from .info import CIFAR2_SOURCE_LABELS, SPLITS, get_spec
-from .locate import (OS_PACKAGES, download_unreachable, find_official_files,
-                     find_os_package_files, not_found_message)
+from .locate import (
+    OS_PACKAGES,
+    download_unreachable,
+    find_official_files,
+    find_os_package_files,
+    not_found_message,
+)
 from .prepare import is_prepared, make_builder, prepare, read_prepared, tfds_data_dir
 
 
 def _download(tname: str, split: str, root, looked: list[str]):
     """(d): the split through tfds's download, or None with the reason appended to ``looked``."""
     if offline := download_unreachable(tname):
-        looked.append(f"tfds download: skipped, {offline}")
+        looked.append(f'tfds download: skipped, {offline}')
         return None
     try:
         return read_prepared(prepare(tname, root), split)
     except DataError:
         raise
     except Exception as e:  # no network, proxy, DNS...: report, do not crash
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        looked.append(f"tfds download into {root}: failed ({type(e).__name__}: {first})")
+        first = (str(e).strip().splitlines() or [''])[0][:300]
+        looked.append(f'tfds download into {root}: failed ({type(e).__name__}: {first})')
         return None
 
 
-def _load_tfds_split(tname: str, split: str, *, data_dir, tfds_dir, download: bool,
-                     use_os_package: bool, extra_checksums) -> tuple[np.ndarray, np.ndarray]:
+def _load_tfds_split(
+    tname: str,
+    split: str,
+    *,
+    data_dir,
+    tfds_dir,
+    download: bool,
+    use_os_package: bool,
+    extra_checksums,
+) -> tuple[np.ndarray, np.ndarray]:
     root = tfds_data_dir(tfds_dir)
     if data_dir is not None:  # (a)
         files = find_official_files(tname, data_dir, extra_checksums=extra_checksums)
@@ -59,7 +72,7 @@ def _load_tfds_split(tname: str, split: str, *, data_dir, tfds_dir, download: bo
     builder = make_builder(tname, root)  # (b)
     if is_prepared(builder):
         return read_prepared(builder, split)
-    looked = [f"prepared tfds dataset: {builder.data_dir} (not there)"]
+    looked = [f'prepared tfds dataset: {builder.data_dir} (not there)']
 
     if use_os_package and tname in OS_PACKAGES:  # (c)
         files, where = find_os_package_files(tname)
@@ -68,7 +81,7 @@ def _load_tfds_split(tname: str, split: str, *, data_dir, tfds_dir, download: bo
         looked.append(where)
 
     if not download:  # (d)
-        looked.append("tfds download: not attempted (download=False)")
+        looked.append('tfds download: not attempted (download=False)')
     elif (loaded := _download(tname, split, root, looked)) is not None:
         return loaded
     raise DatasetNotFoundError(not_found_message(tname, looked))
@@ -77,13 +90,21 @@ def _load_tfds_split(tname: str, split: str, *, data_dir, tfds_dir, download: bo
 def _cifar2(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10's cats and dogs, relabelled 0 and 1."""
     keep = np.isin(labels, CIFAR2_SOURCE_LABELS)
-    return images[keep], np.searchsorted(np.asarray(CIFAR2_SOURCE_LABELS),
-                                         labels[keep]).astype(np.int32)
-def load_split(name: str, split: str, *, data_dir: os.PathLike | str | None = None,
-               tfds_dir: os.PathLike | str | None = None, download: bool = True,
-               use_os_package: bool = True,
-               extra_checksums: Mapping[str, tuple[int, str]] | None = None,
-               ) -> tuple[np.ndarray, np.ndarray]:
+    return images[keep], np.searchsorted(np.asarray(CIFAR2_SOURCE_LABELS), labels[keep]).astype(
+        np.int32
+    )
+
+
+def load_split(
+    name: str,
+    split: str,
+    *,
+    data_dir: os.PathLike | str | None = None,
+    tfds_dir: os.PathLike | str | None = None,
+    download: bool = True,
+    use_os_package: bool = True,
+    extra_checksums: Mapping[str, tuple[int, str]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Load one split as ``(images uint8 (N, H, W, C), labels int32 (N,))``.
 
     name: 'fashion_mnist', 'mnist', 'cifar10' or 'cifar2' (CIFAR-10 cats and dogs
@@ -95,14 +116,21 @@ def load_split(name: str, split: str, *, data_dir: os.PathLike | str | None = No
     """
     spec = get_spec(name)
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        raise ValueError(f'unknown split {split!r}; choose one of {", ".join(SPLITS)}')
     try:
         images, labels = _load_tfds_split(
-            spec.tfds_name, split, data_dir=data_dir, tfds_dir=tfds_dir, download=download,
-            use_os_package=use_os_package, extra_checksums=extra_checksums)
+            spec.tfds_name,
+            split,
+            data_dir=data_dir,
+            tfds_dir=tfds_dir,
+            download=download,
+            use_os_package=use_os_package,
+            extra_checksums=extra_checksums,
+        )
     except DatasetNotFoundError as e:
         if name == spec.tfds_name:
             raise
         raise DatasetNotFoundError(
-            f"{name!r} is made from {spec.tfds_name!r}, which is needed.\n{e}") from e
-    return _cifar2(images, labels) if name == "cifar2" else (images, labels)
+            f'{name!r} is made from {spec.tfds_name!r}, which is needed.\n{e}'
+        ) from e
+    return _cifar2(images, labels) if name == 'cifar2' else (images, labels)

@@ -53,19 +53,28 @@ class Classifier(nnx.Module):
         return require_image_size(self.arch, fn, self.image_size, self.in_channels, self.dtype)
 
 
-def fc_head(in_features: int, num_classes: int, *, dropout: float, rngs, dtype,
-            width: int = 4096) -> list[nnx.Module]:
+def fc_head(
+    in_features: int, num_classes: int, *, dropout: float, rngs, dtype, width: int = 4096
+) -> list[nnx.Module]:
     """AlexNet's classifier, which VGG kept: two ``width``-wide Linear-ReLU-Dropout, a Linear.
 
     A list of layers, so a model can append it to its features in one ``Sequential`` (the
     course's flat indices, ``net.9`` ...) or wrap it as torchvision's ``classifier``.
     """
-    return [Linear(in_features, width, dtype=dtype, rngs=rngs), ReLU(), Dropout(dropout, rngs=rngs),
-            Linear(width, width, dtype=dtype, rngs=rngs), ReLU(), Dropout(dropout, rngs=rngs),
-            Linear(width, num_classes, dtype=dtype, rngs=rngs)]
+    return [
+        Linear(in_features, width, dtype=dtype, rngs=rngs),
+        ReLU(),
+        Dropout(dropout, rngs=rngs),
+        Linear(width, width, dtype=dtype, rngs=rngs),
+        ReLU(),
+        Dropout(dropout, rngs=rngs),
+        Linear(width, num_classes, dtype=dtype, rngs=rngs),
+    ]
 
 
-def feature_shape(fn: nnx.Module, image_size: int, in_channels: int, dtype) -> tuple[int, ...] | None:
+def feature_shape(
+    fn: nnx.Module, image_size: int, in_channels: int, dtype
+) -> tuple[int, ...] | None:
     """Output shape of ``fn`` on a (1, S, S, C) input, or None when that input is too small."""
     x = jax.ShapeDtypeStruct((1, image_size, image_size, in_channels), dtype)
     graphdef, state = nnx.split(fn)
@@ -85,9 +94,11 @@ def feature_shape(fn: nnx.Module, image_size: int, in_channels: int, dtype) -> t
     return tuple(out.shape) if min(out.shape) > 0 else None
 
 
-def require_image_size(arch: str, fn: nnx.Module, image_size: int, in_channels: int,
-                       dtype=jnp.float32) -> tuple[int, ...]:
-    """Shape of ``fn``'s output at ``image_size``; a ValueError naming the minimum when too small."""
+def require_image_size(
+    arch: str, fn: nnx.Module, image_size: int, in_channels: int, dtype=jnp.float32
+) -> tuple[int, ...]:
+    """Shape of ``fn``'s output at ``image_size``; a ValueError naming the minimum when too
+    small."""
     shape = feature_shape(fn, image_size, in_channels, dtype)
     if shape is not None:
         return shape

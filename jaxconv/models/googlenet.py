@@ -39,9 +39,14 @@ class Inception(nnx.Module):
 # (c1, (c2_reduce, c2), (c3_reduce, c3), c4) per Inception block; 'M' is a 3×3/2 max-pool.
 GOOGLENET_STAGES = (
     ((64, (96, 128), (16, 32), 32), (128, (128, 192), (32, 96), 64), 'M'),
-    ((192, (96, 208), (16, 48), 64), (160, (112, 224), (24, 64), 64),
-     (128, (128, 256), (24, 64), 64), (112, (144, 288), (32, 64), 64),
-     (256, (160, 320), (32, 128), 128), 'M'),
+    (
+        (192, (96, 208), (16, 48), 64),
+        (160, (112, 224), (24, 64), 64),
+        (128, (128, 256), (24, 64), 64),
+        (112, (144, 288), (32, 64), 64),
+        (256, (160, 320), (32, 128), 128),
+        'M',
+    ),
     ((256, (160, 320), (32, 128), 128), (384, (192, 384), (48, 128), 128), 'GAP'),
 )
 
@@ -50,10 +55,16 @@ class GoogLeNet(Classifier):
     def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype):
         super().__init__(arch, in_channels, image_size, dtype)
         conv = partial(Conv2d, dtype=dtype, rngs=rngs)
-        b1 = Sequential(conv(in_channels, 64, 7, stride=2, padding=3), ReLU(),
-                        MaxPool2d(3, stride=2, padding=1))
-        b2 = Sequential(conv(64, 64, 1), ReLU(), conv(64, 192, 3, padding=1), ReLU(),
-                        MaxPool2d(3, stride=2, padding=1))
+        b1 = Sequential(
+            conv(in_channels, 64, 7, stride=2, padding=3), ReLU(), MaxPool2d(3, stride=2, padding=1)
+        )
+        b2 = Sequential(
+            conv(64, 64, 1),
+            ReLU(),
+            conv(64, 192, 3, padding=1),
+            ReLU(),
+            MaxPool2d(3, stride=2, padding=1),
+        )
         stages, c = [], 192
         for stage in GOOGLENET_STAGES:
             layers = []

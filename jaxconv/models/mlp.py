@@ -16,27 +16,49 @@ class MLP(Classifier):
 
     fixed_size = True
 
-    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype,
-                 hidden: int = 512):
+    def __init__(
+        self, *, arch, num_classes, in_channels, image_size, rngs, dtype, hidden: int = 512
+    ):
         super().__init__(arch, in_channels, image_size, dtype)
         d = in_channels * image_size * image_size
-        self.net = Sequential(Flatten(), Linear(d, hidden, dtype=dtype, rngs=rngs), Tanh(),
-                              Linear(hidden, num_classes, dtype=dtype, rngs=rngs), LogSoftmax(dim=1))
+        self.net = Sequential(
+            Flatten(),
+            Linear(d, hidden, dtype=dtype, rngs=rngs),
+            Tanh(),
+            Linear(hidden, num_classes, dtype=dtype, rngs=rngs),
+            LogSoftmax(dim=1),
+        )
 
 
 class DropoutMLP(Classifier):
-    """The lecture's ``deep_net_drop``: ``depth`` hidden Linear-ReLU-Dropout layers, then a Linear."""
+    """The lecture's ``deep_net_drop``: ``depth`` hidden Linear-ReLU-Dropout layers, then a
+    Linear."""
 
     fixed_size = True
 
-    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype, depth: int = 3,
-                 width: int = 100, dropout: float = 0.5):
+    def __init__(
+        self,
+        *,
+        arch,
+        num_classes,
+        in_channels,
+        image_size,
+        rngs,
+        dtype,
+        depth: int = 3,
+        width: int = 100,
+        dropout: float = 0.5,
+    ):
         if depth < 1:
             raise ValueError(f'depth must be >= 1, got {depth}')
         super().__init__(arch, in_channels, image_size, dtype)
         layers, d = [Flatten()], in_channels * image_size * image_size
         for _ in range(depth):
-            layers += [Linear(d, width, dtype=dtype, rngs=rngs), ReLU(), Dropout(dropout, rngs=rngs)]
+            layers += [
+                Linear(d, width, dtype=dtype, rngs=rngs),
+                ReLU(),
+                Dropout(dropout, rngs=rngs),
+            ]
             d = width
         layers.append(Linear(d, num_classes, dtype=dtype, rngs=rngs))
         self.net = Sequential(*layers)

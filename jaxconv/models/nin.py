@@ -9,26 +9,39 @@ from jaxconv.models.base import Classifier
 from jaxconv.registry import register_model
 
 
-def nin_block(in_channels, out_channels, kernel_size, stride, padding, *, rngs, dtype) -> Sequential:
+def nin_block(
+    in_channels, out_channels, kernel_size, stride, padding, *, rngs, dtype
+) -> Sequential:
     """A conv, then two 1×1 convs acting as a per-pixel MLP, each followed by ReLU."""
     conv = partial(Conv2d, out_channels=out_channels, dtype=dtype, rngs=rngs)
-    return Sequential(conv(in_channels, kernel_size=kernel_size, stride=stride, padding=padding),
-                      ReLU(), conv(out_channels, kernel_size=1), ReLU(),
-                      conv(out_channels, kernel_size=1), ReLU())
+    return Sequential(
+        conv(in_channels, kernel_size=kernel_size, stride=stride, padding=padding),
+        ReLU(),
+        conv(out_channels, kernel_size=1),
+        ReLU(),
+        conv(out_channels, kernel_size=1),
+        ReLU(),
+    )
 
 
 class NiN(Classifier):
-    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype,
-                 dropout: float = 0.5):
+    def __init__(
+        self, *, arch, num_classes, in_channels, image_size, rngs, dtype, dropout: float = 0.5
+    ):
         super().__init__(arch, in_channels, image_size, dtype)
         kw = dict(rngs=rngs, dtype=dtype)
         self.net = Sequential(
-            nin_block(in_channels, 96, 11, 4, 0, **kw), MaxPool2d(3, stride=2),
-            nin_block(96, 256, 5, 1, 2, **kw), MaxPool2d(3, stride=2),
-            nin_block(256, 384, 3, 1, 1, **kw), MaxPool2d(3, stride=2),
+            nin_block(in_channels, 96, 11, 4, 0, **kw),
+            MaxPool2d(3, stride=2),
+            nin_block(96, 256, 5, 1, 2, **kw),
+            MaxPool2d(3, stride=2),
+            nin_block(256, 384, 3, 1, 1, **kw),
+            MaxPool2d(3, stride=2),
             Dropout(dropout, rngs=rngs),
             nin_block(384, num_classes, 3, 1, 1, **kw),
-            AdaptiveAvgPool2d((1, 1)), Flatten())
+            AdaptiveAvgPool2d((1, 1)),
+            Flatten(),
+        )
         self.require_image_size(self.net)
 
 

@@ -7,14 +7,23 @@ from functools import partial
 import jax
 from flax import nnx
 
-from jaxconv.layers import (AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d,
-                            ReLU, Sequential)
+from jaxconv.layers import (
+    AdaptiveAvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
 from jaxconv.models.base import Classifier
 from jaxconv.registry import register_model
 
 
 class Residual(nnx.Module):
-    """d2l's Residual: conv3-BN-ReLU-conv3-BN, plus x (through a strided 1×1 conv if asked), ReLU."""
+    """d2l's Residual: conv3-BN-ReLU-conv3-BN, plus x (through a strided 1×1 conv if asked),
+    ReLU."""
 
     def __init__(self, in_channels, num_channels, use_1x1conv=False, strides=1, *, rngs, dtype):
         conv = partial(Conv2d, dtype=dtype, rngs=rngs)
@@ -40,8 +49,18 @@ class ResNeXtBlock(nnx.Module):
     ``bot_channels // groups`` as torch's ``groups``, i.e. treats it as the group width.)
     """
 
-    def __init__(self, in_channels, num_channels, use_1x1conv=False, strides=1, *, groups=32,
-                 bot_mul=1.0, rngs, dtype):
+    def __init__(
+        self,
+        in_channels,
+        num_channels,
+        use_1x1conv=False,
+        strides=1,
+        *,
+        groups=32,
+        bot_mul=1.0,
+        rngs,
+        dtype,
+    ):
         bot = int(round(num_channels * bot_mul))
         if bot % groups:
             raise ValueError(f'bottleneck width {bot} is not divisible by groups={groups}')
@@ -74,12 +93,17 @@ class ResNet(Classifier):
     halves the resolution through a strided 1×1 shortcut, as d2l's ``block(first_block=...)``.
     """
 
-    def __init__(self, stages, block, *, arch, num_classes, in_channels, image_size, rngs, dtype,
-                 **block_kw):
+    def __init__(
+        self, stages, block, *, arch, num_classes, in_channels, image_size, rngs, dtype, **block_kw
+    ):
         super().__init__(arch, in_channels, image_size, dtype)
         block = partial(block, rngs=rngs, dtype=dtype, **block_kw)
-        b1 = Sequential(Conv2d(in_channels, 64, 7, stride=2, padding=3, dtype=dtype, rngs=rngs),
-                        BatchNorm2d(64, dtype=dtype), ReLU(), MaxPool2d(3, stride=2, padding=1))
+        b1 = Sequential(
+            Conv2d(in_channels, 64, 7, stride=2, padding=3, dtype=dtype, rngs=rngs),
+            BatchNorm2d(64, dtype=dtype),
+            ReLU(),
+            MaxPool2d(3, stride=2, padding=1),
+        )
         stage_modules, c = [], 64
         for i, (num_blocks, channels) in enumerate(stages):
             blocks = []
@@ -90,8 +114,9 @@ class ResNet(Classifier):
                     blocks.append(block(c, channels, use_1x1conv=(c != channels)))
                 c = channels
             stage_modules.append(Sequential(*blocks))
-        last = Sequential(AdaptiveAvgPool2d((1, 1)), Flatten(),
-                          Linear(c, num_classes, dtype=dtype, rngs=rngs))
+        last = Sequential(
+            AdaptiveAvgPool2d((1, 1)), Flatten(), Linear(c, num_classes, dtype=dtype, rngs=rngs)
+        )
         self.net = Sequential(b1, *stage_modules, last)
         self.require_image_size(self.net)
 

@@ -30,8 +30,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxconv.layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten,
-                            Linear, MaxPool2d, ReLU, Sequential)
+from jaxconv.layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
 from jaxconv.models.base import Classifier, fc_head
 from jaxconv.registry import register_model
 
@@ -80,24 +90,39 @@ class AlexNet(Classifier):
     (Dropout, Linear 9216→4096, ReLU, Dropout, Linear, ReLU, Linear).
     """
 
-    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype,
-                 dropout: float = 0.5):
+    def __init__(
+        self, *, arch, num_classes, in_channels, image_size, rngs, dtype, dropout: float = 0.5
+    ):
         super().__init__(arch, in_channels, image_size, dtype)
         conv = partial(Conv2d, dtype=dtype, rngs=rngs)
         self.features = Sequential(
-            conv(in_channels, 64, 11, stride=4, padding=2), ReLU(), MaxPool2d(3, stride=2),
-            conv(64, 192, 5, padding=2), ReLU(), MaxPool2d(3, stride=2),
-            conv(192, 384, 3, padding=1), ReLU(),
-            conv(384, 256, 3, padding=1), ReLU(),
-            conv(256, 256, 3, padding=1), ReLU(), MaxPool2d(3, stride=2))
+            conv(in_channels, 64, 11, stride=4, padding=2),
+            ReLU(),
+            MaxPool2d(3, stride=2),
+            conv(64, 192, 5, padding=2),
+            ReLU(),
+            MaxPool2d(3, stride=2),
+            conv(192, 384, 3, padding=1),
+            ReLU(),
+            conv(384, 256, 3, padding=1),
+            ReLU(),
+            conv(256, 256, 3, padding=1),
+            ReLU(),
+            MaxPool2d(3, stride=2),
+        )
         # Checked before the 58M-parameter classifier is built, so a too-small size fails fast.
         self.require_image_size(self.features)
         self.avgpool = AdaptiveAvgPool2d((6, 6))
         linear = partial(Linear, dtype=dtype, rngs=rngs)
         self.classifier = Sequential(
-            Dropout(dropout, rngs=rngs), linear(256 * 6 * 6, 4096), ReLU(),
-            Dropout(dropout, rngs=rngs), linear(4096, 4096), ReLU(),
-            linear(4096, num_classes))
+            Dropout(dropout, rngs=rngs),
+            linear(256 * 6 * 6, 4096),
+            ReLU(),
+            Dropout(dropout, rngs=rngs),
+            linear(4096, 4096),
+            ReLU(),
+            linear(4096, num_classes),
+        )
 
     def forward(self, x):
         return self.classifier(flatten(self.avgpool(self.features(x))))
@@ -131,15 +156,27 @@ class VGG(Classifier):
     Linear 4096→num_classes), with torchvision's indices.
     """
 
-    def __init__(self, cfg, *, arch, num_classes, in_channels, image_size, rngs, dtype,
-                 batch_norm: bool = False, dropout: float = 0.5):
+    def __init__(
+        self,
+        cfg,
+        *,
+        arch,
+        num_classes,
+        in_channels,
+        image_size,
+        rngs,
+        dtype,
+        batch_norm: bool = False,
+        dropout: float = 0.5,
+    ):
         super().__init__(arch, in_channels, image_size, dtype)
         self.features = vgg_features(cfg, in_channels, batch_norm, rngs=rngs, dtype=dtype)
         # Checked before the 120M-parameter classifier is built, so a too-small size fails fast.
         self.require_image_size(self.features)
         self.avgpool = AdaptiveAvgPool2d((7, 7))
-        self.classifier = Sequential(*fc_head(512 * 7 * 7, num_classes, dropout=dropout, rngs=rngs,
-                                              dtype=dtype))
+        self.classifier = Sequential(
+            *fc_head(512 * 7 * 7, num_classes, dropout=dropout, rngs=rngs, dtype=dtype)
+        )
 
     def forward(self, x):
         return self.classifier(flatten(self.avgpool(self.features(x))))
@@ -156,8 +193,16 @@ class BasicConv2d(nnx.Module):
     """conv (no bias) → BatchNorm (eps = 0.001, as torchvision's GoogLeNet) → ReLU."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, rngs, dtype):
-        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                           bias=False, dtype=dtype, rngs=rngs)
+        self.conv = Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            bias=False,
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.bn = BatchNorm2d(out_channels, eps=0.001, dtype=dtype)
 
     def __call__(self, x):
@@ -171,20 +216,25 @@ class Inception(nnx.Module):
     ImageNet weights were trained that way, so it is kept.
     """
 
-    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, *,
-                 rngs, dtype):
+    def __init__(
+        self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, *, rngs, dtype
+    ):
         conv = partial(BasicConv2d, rngs=rngs, dtype=dtype)
         self.branch1 = conv(in_channels, ch1x1, 1)
-        self.branch2 = Sequential(conv(in_channels, ch3x3red, 1),
-                                  conv(ch3x3red, ch3x3, 3, padding=1))
-        self.branch3 = Sequential(conv(in_channels, ch5x5red, 1),
-                                  conv(ch5x5red, ch5x5, 3, padding=1))
-        self.branch4 = Sequential(MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
-                                  conv(in_channels, pool_proj, 1))
+        self.branch2 = Sequential(
+            conv(in_channels, ch3x3red, 1), conv(ch3x3red, ch3x3, 3, padding=1)
+        )
+        self.branch3 = Sequential(
+            conv(in_channels, ch5x5red, 1), conv(ch5x5red, ch5x5, 3, padding=1)
+        )
+        self.branch4 = Sequential(
+            MaxPool2d(3, stride=1, padding=1, ceil_mode=True), conv(in_channels, pool_proj, 1)
+        )
 
     def __call__(self, x):
-        return jnp.concatenate([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)],
-                               axis=-1)
+        return jnp.concatenate(
+            [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], axis=-1
+        )
 
 
 class InceptionAux(nnx.Module):
@@ -235,12 +285,24 @@ class GoogLeNet(Classifier):
     matches ``googlenet(weights=...)``, which turns it on for the ImageNet checkpoint.
     """
 
-    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype,
-                 aux_logits: bool = True, transform_input: bool = False, dropout: float = 0.2,
-                 dropout_aux: float = 0.7):
+    def __init__(
+        self,
+        *,
+        arch,
+        num_classes,
+        in_channels,
+        image_size,
+        rngs,
+        dtype,
+        aux_logits: bool = True,
+        transform_input: bool = False,
+        dropout: float = 0.2,
+        dropout_aux: float = 0.7,
+    ):
         if transform_input and in_channels != 3:
-            raise ValueError(f'transform_input re-normalises 3 ImageNet channels; got '
-                             f'in_channels={in_channels}')
+            raise ValueError(
+                f'transform_input re-normalises 3 ImageNet channels; got in_channels={in_channels}'
+            )
         super().__init__(arch, in_channels, image_size, dtype)
         self.aux_logits, self.transform_input = aux_logits, transform_input
         # Training-mode flag, flipped by model.train() / model.eval() like Dropout's
@@ -293,8 +355,17 @@ class GoogLeNet(Classifier):
 # ResNet / ResNeXt
 # --------------------------------------------------------------------------------------------
 def conv3x3(in_planes, out_planes, stride=1, groups=1, *, rngs, dtype) -> Conv2d:
-    return Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups, bias=False,
-                  dtype=dtype, rngs=rngs)
+    return Conv2d(
+        in_planes,
+        out_planes,
+        3,
+        stride=stride,
+        padding=1,
+        groups=groups,
+        bias=False,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 def conv1x1(in_planes, out_planes, stride=1, *, rngs, dtype) -> Conv2d:
@@ -306,8 +377,9 @@ class BasicBlock(nnx.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, *,
-                 rngs, dtype):
+    def __init__(
+        self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, *, rngs, dtype
+    ):
         if groups != 1 or base_width != 64:
             raise ValueError('BasicBlock only supports groups=1 and base_width=64 (as torchvision)')
         kw = dict(rngs=rngs, dtype=dtype)
@@ -334,8 +406,9 @@ class Bottleneck(nnx.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, *,
-                 rngs, dtype):
+    def __init__(
+        self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, *, rngs, dtype
+    ):
         kw = dict(rngs=rngs, dtype=dtype)
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(inplanes, width, **kw)
@@ -358,11 +431,24 @@ class Bottleneck(nnx.Module):
 class ResNet(Classifier):
     """torchvision's ResNet: conv1 7×7/2 → bn1 → relu → maxpool 3×3/2 → layer1..4 → avgpool → fc."""
 
-    def __init__(self, block, layers, *, arch, num_classes, in_channels, image_size, rngs, dtype,
-                 groups: int = 1, width_per_group: int = 64):
+    def __init__(
+        self,
+        block,
+        layers,
+        *,
+        arch,
+        num_classes,
+        in_channels,
+        image_size,
+        rngs,
+        dtype,
+        groups: int = 1,
+        width_per_group: int = 64,
+    ):
         super().__init__(arch, in_channels, image_size, dtype)
-        self.conv1 = Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False, dtype=dtype,
-                            rngs=rngs)
+        self.conv1 = Conv2d(
+            in_channels, 64, 7, stride=2, padding=3, bias=False, dtype=dtype, rngs=rngs
+        )
         self.bn1 = BatchNorm2d(64, dtype=dtype)
         self.relu = ReLU()
         self.maxpool = MaxPool2d(3, stride=2, padding=1)
@@ -375,7 +461,8 @@ class ResNet(Classifier):
             if stride != 1 or inplanes != planes * block.expansion:
                 downsample = Sequential(
                     conv1x1(inplanes, planes * block.expansion, stride, rngs=rngs, dtype=dtype),
-                    BatchNorm2d(planes * block.expansion, dtype=dtype))
+                    BatchNorm2d(planes * block.expansion, dtype=dtype),
+                )
             kw = dict(groups=groups, base_width=width_per_group, rngs=rngs, dtype=dtype)
             stage = [block(inplanes, planes, stride, downsample, **kw)]
             inplanes = planes * block.expansion
@@ -420,8 +507,17 @@ class DenseBlock(nnx.Module):
     def __init__(self, num_layers, num_input_features, bn_size, growth_rate, *, rngs, dtype):
         self._layer_names = tuple(f'denselayer{i + 1}' for i in range(num_layers))
         for i, name in enumerate(self._layer_names):
-            setattr(self, name, DenseLayer(num_input_features + i * growth_rate, growth_rate,
-                                           bn_size, rngs=rngs, dtype=dtype))
+            setattr(
+                self,
+                name,
+                DenseLayer(
+                    num_input_features + i * growth_rate,
+                    growth_rate,
+                    bn_size,
+                    rngs=rngs,
+                    dtype=dtype,
+                ),
+            )
 
     def __call__(self, x):
         for name in self._layer_names:
@@ -432,10 +528,11 @@ class DenseBlock(nnx.Module):
 def transition(num_input_features, num_output_features, *, rngs, dtype) -> NamedSequential:
     """torchvision's ``_Transition``: norm → relu → 1×1 conv → 2×2/2 average pool."""
     return NamedSequential(
-        norm=BatchNorm2d(num_input_features, dtype=dtype), relu=ReLU(),
-        conv=Conv2d(num_input_features, num_output_features, 1, bias=False, dtype=dtype,
-                    rngs=rngs),
-        pool=AvgPool2d(2, stride=2))
+        norm=BatchNorm2d(num_input_features, dtype=dtype),
+        relu=ReLU(),
+        conv=Conv2d(num_input_features, num_output_features, 1, bias=False, dtype=dtype, rngs=rngs),
+        pool=AvgPool2d(2, stride=2),
+    )
 
 
 class DenseNet(Classifier):
@@ -444,14 +541,28 @@ class DenseNet(Classifier):
     The final ReLU and pool are functional in torchvision, so ``classifier`` follows ``features``.
     """
 
-    def __init__(self, *, arch, num_classes, in_channels, image_size, rngs, dtype, growth_rate=32,
-                 block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4):
+    def __init__(
+        self,
+        *,
+        arch,
+        num_classes,
+        in_channels,
+        image_size,
+        rngs,
+        dtype,
+        growth_rate=32,
+        block_config=(6, 12, 24, 16),
+        num_init_features=64,
+        bn_size=4,
+    ):
         super().__init__(arch, in_channels, image_size, dtype)
         kw = dict(rngs=rngs, dtype=dtype)
         children = dict(
             conv0=Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False, **kw),
-            norm0=BatchNorm2d(num_init_features, dtype=dtype), relu0=ReLU(),
-            pool0=MaxPool2d(3, stride=2, padding=1))
+            norm0=BatchNorm2d(num_init_features, dtype=dtype),
+            relu0=ReLU(),
+            pool0=MaxPool2d(3, stride=2, padding=1),
+        )
         c = num_init_features
         for i, num_layers in enumerate(block_config):
             children[f'denseblock{i + 1}'] = DenseBlock(num_layers, c, bn_size, growth_rate, **kw)

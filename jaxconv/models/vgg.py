@@ -15,8 +15,9 @@ VGG_CFGS = {
 }
 
 
-def vgg_block(num_convs: int, in_channels: int, out_channels: int, *, rngs, dtype,
-              batch_norm: bool = False) -> Sequential:
+def vgg_block(
+    num_convs: int, in_channels: int, out_channels: int, *, rngs, dtype, batch_norm: bool = False
+) -> Sequential:
     """``num_convs`` × (3×3 conv, pad 1, [BatchNorm,] ReLU), then a 2×2 max-pool of stride 2."""
     layers = []
     for _ in range(num_convs):
@@ -32,18 +33,31 @@ def vgg_block(num_convs: int, in_channels: int, out_channels: int, *, rngs, dtyp
 class VGG(Classifier):
     fixed_size = True
 
-    def __init__(self, cfg, *, arch, num_classes, in_channels, image_size, rngs, dtype,
-                 batch_norm: bool = False, dropout: float = 0.5):
+    def __init__(
+        self,
+        cfg,
+        *,
+        arch,
+        num_classes,
+        in_channels,
+        image_size,
+        rngs,
+        dtype,
+        batch_norm: bool = False,
+        dropout: float = 0.5,
+    ):
         super().__init__(arch, in_channels, image_size, dtype)
         blocks, c = [], in_channels
         for num_convs, out_channels in cfg:
-            blocks.append(vgg_block(num_convs, c, out_channels, rngs=rngs, dtype=dtype,
-                                    batch_norm=batch_norm))
+            blocks.append(
+                vgg_block(num_convs, c, out_channels, rngs=rngs, dtype=dtype, batch_norm=batch_norm)
+            )
             c = out_channels
         features = [*blocks, Flatten()]
         (_, d) = self.require_image_size(Sequential(*features))
-        self.net = Sequential(*features, *fc_head(d, num_classes, dropout=dropout, rngs=rngs,
-                                                  dtype=dtype))
+        self.net = Sequential(
+            *features, *fc_head(d, num_classes, dropout=dropout, rngs=rngs, dtype=dtype)
+        )
 
 
 @register_model

@@ -11,5 +11,15 @@ from jaxconv.training.errors import ConfigError, NonFiniteLossError, TrainingErr
 from jaxconv.training.loop import FitResult, fit
 from jaxconv.training.recipes import RECIPES, Recipe, recipe_for
 
-__all__ = ['TrainConfig', 'resolve', 'ConfigError', 'NonFiniteLossError', 'TrainingError',
-           'FitResult', 'fit', 'RECIPES', 'Recipe', 'recipe_for']
+__all__ = [
+    'TrainConfig',
+    'resolve',
+    'ConfigError',
+    'NonFiniteLossError',
+    'TrainingError',
+    'FitResult',
+    'fit',
+    'RECIPES',
+    'Recipe',
+    'recipe_for',
+]

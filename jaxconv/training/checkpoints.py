@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -57,13 +58,17 @@ class CheckpointMismatchError(ValueError):
 def _leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
     """'params.net.layers.0.kernel.value' -> shape, comparable across container types (a
     template's nnx.State and tuples vs the nested dicts and lists of a template-free restore)."""
+
     def name(entry):
         for attr in ('key', 'idx', 'name'):
             if hasattr(entry, attr):
                 return str(getattr(entry, attr))
         return str(entry)
-    return {'.'.join(name(e) for e in path): tuple(np.shape(leaf))
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    return {
+        '.'.join(name(e) for e in path): tuple(np.shape(leaf))
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
 
 
 class Checkpoints:
@@ -71,8 +76,9 @@ class Checkpoints:
 
     def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3):
         self.directory = os.path.abspath(os.path.join(os.fspath(workdir), CHECKPOINT_DIR))
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                               enable_async_checkpointing=False)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+        )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
@@ -83,8 +89,13 @@ class Checkpoints:
 
     def save(self, step: int, state, meta: dict[str, Any]) -> None:
         """Write ``state`` and ``meta`` as checkpoint ``step`` and wait until it is complete."""
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
+            force=True,
+        )
         self._manager.wait_until_finished()
         if jax.process_index() == 0:
             step_dir = Path(self.directory) / str(step)
@@ -126,12 +137,15 @@ class Checkpoints:
             step = None
         if damaged and step is None:
             raise DamagedCheckpointError(
-                f'no intact checkpoint in {self.directory}: ' + '; '.join(
-                    f'checkpoint {s}: {p}' for s, p in damaged)
-                + '; use --overwrite to start again')
+                f'no intact checkpoint in {self.directory}: '
+                + '; '.join(f'checkpoint {s}: {p}' for s, p in damaged)
+                + '; use --overwrite to start again'
+            )
         for bad, problem in damaged:
-            report(f'checkpoint {bad} is damaged ({problem}): moved aside to '
-                   f'{DAMAGED_PREFIX}{bad}; resuming from checkpoint {step} instead')
+            report(
+                f'checkpoint {bad} is damaged ({problem}): moved aside to '
+                f'{DAMAGED_PREFIX}{bad}; resuming from checkpoint {step} instead'
+            )
             if jax.process_index() == 0:
                 target, n = Path(self.directory) / f'{DAMAGED_PREFIX}{bad}', 1
                 while target.exists():  # damaged before, at the same step
@@ -150,8 +164,12 @@ class Checkpoints:
         """
         abstract = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
-            out = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+            out = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+                ),
+            )
         except ValueError as e:
             if like is None:
                 raise
@@ -171,13 +189,18 @@ class Checkpoints:
         saved, meta = self.restore(step)
         have = _leaf_shapes(saved)
         want = {k: tuple(v) for k, v in _leaf_shapes(abstract).items()}
-        diffs = [f'{k}: checkpoint {have.get(k, "missing")}, model {want.get(k, "missing")}'
-                 for k in sorted(have.keys() | want.keys()) if have.get(k) != want.get(k)]
+        diffs = [
+            f'{k}: checkpoint {have.get(k, "missing")}, model {want.get(k, "missing")}'
+            for k in sorted(have.keys() | want.keys())
+            if have.get(k) != want.get(k)
+        ]
         arch = (meta.get('run') or {}).get('arch')
-        return (f'checkpoint {step} in {self.directory}'
-                f'{f" (a {arch} run)" if arch else ""} does not fit this train state: '
-                f'{len(diffs)} array(s) differ ({"; ".join(diffs[:4])}'
-                f'{"; ..." if len(diffs) > 4 else ""})')
+        return (
+            f'checkpoint {step} in {self.directory}'
+            f'{f" (a {arch} run)" if arch else ""} does not fit this train state: '
+            f'{len(diffs)} array(s) differ ({"; ".join(diffs[:4])}'
+            f'{"; ..." if len(diffs) > 4 else ""})'
+        )
 
     def close(self) -> None:
         self._manager.close()

@@ -39,8 +39,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             help_text = '; '.join(filter(None, [help_text, _recipe_default(meta['recipe'])]))
         choices = choices_of(f)
         kw['help'] = help_text.replace('{choices}', ', '.join(map(str, choices or ())))
-        value_type = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],)
-                          if t is not type(None))  # int for ``int | None``
+        value_type = next(
+            t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None)
+        )  # int for ``int | None``
         if value_type is bool:
             kw['action'] = 'store_false' if f.default else 'store_true'
         else:
@@ -50,8 +51,13 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                 kw['required'] = True
             elif f.default is not None:
                 kw['default'] = f.default
-            kw.update({k: v for k, v in (('choices', choices), ('metavar', meta['metavar']))
-                       if v is not None})
+            kw.update(
+                {
+                    k: v
+                    for k, v in (('choices', choices), ('metavar', meta['metavar']))
+                    if v is not None
+                }
+            )
         parser.add_argument(flag_of(f), **kw)
 
 
@@ -59,21 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='train.py',
         description='Train a classic CNN from jaxconv on an image classification dataset '
-                    '(data-parallel over all local devices, checkpointed every epoch).',
+        '(data-parallel over all local devices, checkpointed every epoch).',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='default recipe per arch (used for every option not given):\n'
-               + recipe_table(list_models())
-               + '\n\noutputs in --workdir: metrics.jsonl (one line per epoch), summary.json, '
-                 'curves.png, config.json, checkpoints/ (orbax)\n'
-                 'several processes: start one per host with --coordinator-address, '
-                 '--num-processes and --process-id (or --distributed on a cluster JAX detects)')
+        + recipe_table(list_models())
+        + '\n\noutputs in --workdir: metrics.jsonl (one line per epoch), summary.json, '
+        'curves.png, config.json, checkpoints/ (orbax)\n'
+        'several processes: start one per host with --coordinator-address, '
+        '--num-processes and --process-id (or --distributed on a cluster JAX detects)',
+    )
     add_config_options(parser)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{k: v for k, v in vars(args).items()
-                          if k in TrainConfig.__dataclass_fields__})
+    return TrainConfig(
+        **{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    )
 
 
 def run(argv: list[str] | None = None) -> FitResult:

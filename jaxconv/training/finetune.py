@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import optax
 from flax import nnx
@@ -71,8 +71,9 @@ def resolve_source(init_from: str, init_step: int | None) -> InitSource:
             raise RunError(f'{path} holds no checkpoint')
         step = max(steps) if init_step is None else init_step
         if step not in steps:
-            raise RunError(f'{path} has no checkpoint {step}; it has '
-                           f'{", ".join(map(str, sorted(steps)))}')
+            raise RunError(
+                f'{path} has no checkpoint {step}; it has {", ".join(map(str, sorted(steps)))}'
+            )
         return InitSource(path, step, sha256(Path(checkpoints.directory) / str(step)))
     if init_step is not None:
         raise ConfigError(f'--init-step needs --init-from RUN_DIR; {path} is a file')
@@ -98,8 +99,9 @@ def _has_checkpoint(workdir: str) -> bool:
     return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
-def initialise(config: TrainConfig, model: nnx.Module, *,
-               log: Callable[[str], None]) -> TrainConfig:
+def initialise(
+    config: TrainConfig, model: nnx.Module, *, log: Callable[[str], None]
+) -> TrainConfig:
     """Load ``config.init_from`` into ``model`` (in place); the config with the source resolved.
 
     On ``--resume`` without ``--init-from`` the resumed run's source is taken over; with a
@@ -113,18 +115,21 @@ def initialise(config: TrainConfig, model: nnx.Module, *,
     if config.resume and config.init_from is None:
         recorded = _recorded_init(config.workdir)
         if recorded.get('init_from'):
-            config = config.replace(init_from=recorded['init_from'],
-                                    init_step=recorded['init_step'])
+            config = config.replace(
+                init_from=recorded['init_from'], init_step=recorded['init_step']
+            )
     if config.init_from is None:
         return config
     try:
         source = resolve_source(config.init_from, config.init_step)
-        config = config.replace(init_from=str(source.path), init_step=source.step,
-                                init_sha256=source.sha256)
+        config = config.replace(
+            init_from=str(source.path), init_step=source.step, init_sha256=source.sha256
+        )
         if config.resume and _has_checkpoint(config.workdir):
             return config
-        what = f'--init-from {source.path}' + (f' (checkpoint {source.step})'
-                                               if source.step is not None else '')
+        what = f'--init-from {source.path}' + (
+            f' (checkpoint {source.step})' if source.step is not None else ''
+        )
         adaptations = load_state_dict(model, read_source(source), what=f'the weights of {what}')
     except (WeightFileError, TransferError, RunError) as e:
         raise ConfigError(f'--init-from: {e}') from None
@@ -138,20 +143,32 @@ def head_paths(model: nnx.Module) -> set[tuple]:
     """The ``nnx`` paths of the head's parameters."""
     from jaxconv.weights import head_layers
 
-    head = {id(v) for layer in head_layers(model) for v in vars(layer).values()
-            if isinstance(v, nnx.Param)}
-    return {tuple(path) for path, node in nnx.iter_graph(model)
-            if isinstance(node, nnx.Param) and id(node) in head}
+    head = {
+        id(v)
+        for layer in head_layers(model)
+        for v in vars(layer).values()
+        if isinstance(v, nnx.Param)
+    }
+    return {
+        tuple(path)
+        for path, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Param) and id(node) in head
+    }
 
 
 def trainable_labels(params: nnx.State, paths: set[tuple]) -> nnx.State:
     """'head' or 'frozen' per parameter of ``params`` (the labels of ``multi_transform``)."""
-    return nnx.from_flat_state([(path, 'head' if tuple(path) in paths else 'frozen')
-                                for path, _ in nnx.to_flat_state(params)])
+    return nnx.from_flat_state(
+        [
+            (path, 'head' if tuple(path) in paths else 'frozen')
+            for path, _ in nnx.to_flat_state(params)
+        ]
+    )
 
 
-def restrict(tx: optax.GradientTransformation, model: nnx.Module, params: nnx.State,
-             trainable: str) -> optax.GradientTransformation:
+def restrict(
+    tx: optax.GradientTransformation, model: nnx.Module, params: nnx.State, trainable: str
+) -> optax.GradientTransformation:
     """``tx`` for ``--trainable all``; for 'head', ``tx`` on the head and zero updates elsewhere
     (weight decay included: a frozen weight does not decay)."""
     if trainable == 'all':
@@ -169,9 +186,21 @@ def freeze_backbone(split, trainable: str):
 
 def count_trainable(params: nnx.State, model: nnx.Module, trainable: str) -> int:
     paths = None if trainable == 'all' else head_paths(model)
-    return sum(int(v[...].size) for path, v in nnx.to_flat_state(params)
-               if paths is None or tuple(path) in paths)
+    return sum(
+        int(v[...].size)
+        for path, v in nnx.to_flat_state(params)
+        if paths is None or tuple(path) in paths
+    )
 
 
-__all__ = ['TRAINABLE', 'InitSource', 'count_trainable', 'freeze_backbone', 'head_paths',
-           'initialise', 'resolve_source', 'restrict', 'trainable_labels']
+__all__ = [
+    'TRAINABLE',
+    'InitSource',
+    'count_trainable',
+    'freeze_backbone',
+    'head_paths',
+    'initialise',
+    'resolve_source',
+    'restrict',
+    'trainable_labels',
+]

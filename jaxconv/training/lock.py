@@ -43,9 +43,11 @@ def _try_lock(path: Path) -> object:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise WorkdirLockedError(f'--workdir {path} is in use by another training run '
-                                 f'({_holder(lock)}, see {lock}); wait for it to end or use '
-                                 f'another --workdir') from None
+        raise WorkdirLockedError(
+            f'--workdir {path} is in use by another training run '
+            f'({_holder(lock)}, see {lock}); wait for it to end or use '
+            f'another --workdir'
+        ) from None
     return handle
 
 
@@ -77,6 +79,7 @@ def lock_workdir(workdir: str | os.PathLike) -> None:
 
 def released_after(fn):
     """Decorate ``fit``: the workdir locks it took are released when it returns or raises."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         before = set(_held)
@@ -87,4 +90,5 @@ def released_after(fn):
                 handle = _held.pop(path)
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
                 handle.close()
+
     return wrapper

@@ -20,8 +20,15 @@ RESULTS_FILE = Path(__file__).with_name('accuracy_results.json')
 RECIPE_DATASET = 'fashion_mnist'
 
 #: The settings of a run that must equal the recipe's for its accuracy to measure the recipe.
-DEFAULT_RUN = {'dataset': RECIPE_DATASET, 'seed': 0, 'limit_train': None, 'limit_eval': None,
-               'dtype': 'float32', 'init_from': None, 'trainable': 'all'}
+DEFAULT_RUN = {
+    'dataset': RECIPE_DATASET,
+    'seed': 0,
+    'limit_train': None,
+    'limit_eval': None,
+    'dtype': 'float32',
+    'init_from': None,
+    'trainable': 'all',
+}
 
 
 def load_results(path: Path | str | None = None) -> dict[str, dict[str, Any]]:
@@ -41,13 +48,14 @@ def measures_recipe(row: dict[str, Any], recipe) -> bool:
     """True when ``row``'s run was a complete default run of ``recipe``."""
     config = row['config']
     wanted = {**DEFAULT_RUN, **recipe_settings(recipe)}
-    return (all(config.get(k) == v for k, v in wanted.items())
-            and row['epochs'] == recipe.epochs)
+    return all(config.get(k) == v for k, v in wanted.items()) and row['epochs'] == recipe.epochs
 
 
-def measured_accuracy(arch: str, recipe,
-                      results: dict[str, dict[str, Any]] | None = None) -> float | None:
-    """Final test accuracy of ``arch``'s default run, if the results file holds one of ``recipe``."""
+def measured_accuracy(
+    arch: str, recipe, results: dict[str, dict[str, Any]] | None = None
+) -> float | None:
+    """Final test accuracy of ``arch``'s default run, if the results file holds one of
+    ``recipe``."""
     results = load_results() if results is None else results
     row = results.get(arch)
     if row is None or not measures_recipe(row, recipe):

@@ -62,6 +62,7 @@ class MetricsLog:
 def plot_curves(records: list[dict[str, Any]], path: str | os.PathLike, *, title: str = '') -> None:
     """Train and test loss (left) and accuracy (right) per epoch, as a PNG (Agg backend)."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 

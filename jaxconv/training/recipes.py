@@ -88,14 +88,38 @@ def recipe_table(archs, results=None) -> str:
     """A plain-text table of the default recipes, for ``train.py --help``; the measured accuracy
     comes from ``results`` (default: the results file)."""
     results = load_results() if results is None else results
-    rows = [('arch', 'size', 'batch', 'optimizer', 'lr', 'wd', 'epochs', 'schedule', 'augment',
-             'test acc (measured)')]
+    rows = [
+        (
+            'arch',
+            'size',
+            'batch',
+            'optimizer',
+            'lr',
+            'wd',
+            'epochs',
+            'schedule',
+            'augment',
+            'test acc (measured)',
+        )
+    ]
     for arch in archs:
         r = recipe_for(arch)
         acc = measured_accuracy(arch, r, results)
-        rows.append((arch, str(r.image_size), str(r.batch_size), r.optimizer, f'{r.lr:g}',
-                     f'{r.weight_decay:g}', str(r.epochs), r.schedule,
-                     r.augment, '-' if acc is None else f'{acc:.3f}'))
+        rows.append(
+            (
+                arch,
+                str(r.image_size),
+                str(r.batch_size),
+                r.optimizer,
+                f'{r.lr:g}',
+                f'{r.weight_decay:g}',
+                str(r.epochs),
+                r.schedule,
+                r.augment,
+                '-' if acc is None else f'{acc:.3f}',
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return '\n'.join('  ' + '  '.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-                     for row in rows)
+    return '\n'.join(
+        '  ' + '  '.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
+    )

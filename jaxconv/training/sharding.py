@@ -21,8 +21,9 @@ from jaxconv.training.errors import ConfigError
 DATA_AXIS = 'data'
 
 
-def initialize_distributed(*, coordinator_address=None, num_processes=None, process_id=None,
-                           autodetect: bool = False) -> None:
+def initialize_distributed(
+    *, coordinator_address=None, num_processes=None, process_id=None, autodetect: bool = False
+) -> None:
     """Join a multi-process JAX cluster; must run before JAX touches any device.
 
     With explicit arguments the processes meet at ``coordinator_address``; with
@@ -36,8 +37,11 @@ def initialize_distributed(*, coordinator_address=None, num_processes=None, proc
     if coordinator_address is None:
         jax.distributed.initialize()
     else:
-        jax.distributed.initialize(coordinator_address=coordinator_address,
-                                   num_processes=num_processes, process_id=process_id)
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +72,9 @@ class DataParallel:
 
         def put(x):
             if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-                return jax.random.wrap_key_data(put(jax.random.key_data(x)),
-                                                impl=jax.random.key_impl(x))
+                return jax.random.wrap_key_data(
+                    put(jax.random.key_data(x)), impl=jax.random.key_impl(x)
+                )
             x = np.asarray(x)
             return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
@@ -93,14 +98,21 @@ def data_parallel(num_devices: int | None = None) -> DataParallel:
     devices = jax.devices()
     if num_devices is not None:
         if jax.process_count() > 1 and num_devices != len(devices):
-            raise ConfigError(f'--devices {num_devices}: a run over {jax.process_count()} '
-                              f'processes uses all {len(devices)} devices of the cluster')
+            raise ConfigError(
+                f'--devices {num_devices}: a run over {jax.process_count()} '
+                f'processes uses all {len(devices)} devices of the cluster'
+            )
         if num_devices > len(devices):
-            hint = (' (for N fake CPU devices set XLA_FLAGS='
-                    '--xla_force_host_platform_device_count=N before starting Python)'
-                    if devices[0].platform == 'cpu' else '')
-            raise ConfigError(f'--devices {num_devices}: only {len(devices)} '
-                              f'{devices[0].platform} device(s) available{hint}')
+            hint = (
+                ' (for N fake CPU devices set XLA_FLAGS='
+                '--xla_force_host_platform_device_count=N before starting Python)'
+                if devices[0].platform == 'cpu'
+                else ''
+            )
+            raise ConfigError(
+                f'--devices {num_devices}: only {len(devices)} '
+                f'{devices[0].platform} device(s) available{hint}'
+            )
         devices = devices[:num_devices]
     return DataParallel(Mesh(np.asarray(devices), (DATA_AXIS,)))
 
@@ -110,5 +122,7 @@ def check_batch_size(batch_size: int, num_devices: int) -> None:
     if batch_size % num_devices:
         lower = batch_size // num_devices * num_devices
         options = f'{lower} or {lower + num_devices}' if lower else str(num_devices)
-        raise ConfigError(f'--batch-size {batch_size} is not divisible by the {num_devices} '
-                          f'devices; use a multiple of {num_devices} (e.g. {options})')
+        raise ConfigError(
+            f'--batch-size {batch_size} is not divisible by the {num_devices} '
+            f'devices; use a multiple of {num_devices} (e.g. {options})'
+        )

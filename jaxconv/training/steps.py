@@ -68,19 +68,25 @@ def split_model(model: nnx.Module, *, keep_mode: bool = False) -> SplitModel:
     eval_graph = nnx.graphdef(model)
     if not keep_mode:
         model.train()
-    train_graph, params, batch_stats, rngs = nnx.split(model, nnx.Param, nnx.BatchStat,
-                                                       nnx.RngState)
+    train_graph, params, batch_stats, rngs = nnx.split(
+        model, nnx.Param, nnx.BatchStat, nnx.RngState
+    )
     return SplitModel(train_graph, eval_graph, params, batch_stats, rngs)
 
 
 def init_state(split: SplitModel, tx: optax.GradientTransformation) -> TrainState:
-    return {'params': split.params, 'batch_stats': split.batch_stats,
-            'opt_state': tx.init(split.params), 'step': jnp.zeros((), jnp.int32)}
+    return {
+        'params': split.params,
+        'batch_stats': split.batch_stats,
+        'opt_state': tx.init(split.params),
+        'step': jnp.zeros((), jnp.int32),
+    }
 
 
 def _inputs(x_uint8, spec: DatasetSpec, image_size: int, augment: str = 'none', key=None):
-    return preprocess(x_uint8, image_size=image_size, mean=spec.mean, std=spec.std,
-                      augment=augment, key=key)
+    return preprocess(
+        x_uint8, image_size=image_size, mean=spec.mean, std=spec.std, augment=augment, key=key
+    )
 
 
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's weight on each auxiliary head (paper, torchvision recipe)
@@ -115,10 +121,20 @@ def classification_loss(out, labels):
     return loss
 
 
-def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *,
-                    spec: DatasetSpec | None = None, image_size: int | None = None, seed: int = 0,
-                    replicated=None, batch=None, augment: str = 'none', tap=None,
-                    with_grads: bool = False, donate: bool = True):
+def make_train_step(
+    split: SplitModel,
+    tx: optax.GradientTransformation,
+    *,
+    spec: DatasetSpec | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    replicated=None,
+    batch=None,
+    augment: str = 'none',
+    tap=None,
+    with_grads: bool = False,
+    donate: bool = True,
+):
     """``step(state, rngs, x (B, H, W, C), y (B,)) -> (state, {'loss', 'correct'})``.
 
     The one train step: the training loop, the speed benchmark and the parity harness all run
@@ -144,8 +160,13 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *,
     def step(state, rngs, x, y, *extra):
         model = nnx.merge(graph, state['params'], state['batch_stats'], rngs)
         nnx.reseed(model, dropout=jax.random.fold_in(root, state['step']))
-        inputs = x if spec is None else _inputs(x, spec, image_size, augment,
-                                                jax.random.fold_in(augment_root, state['step']))
+        inputs = (
+            x
+            if spec is None
+            else _inputs(
+                x, spec, image_size, augment, jax.random.fold_in(augment_root, state['step'])
+            )
+        )
 
         def loss_fn(model):
             with tap(model, *extra) if tap is not None else contextlib.nullcontext():
@@ -154,9 +175,12 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *,
 
         (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
         updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-        new_state = {'params': optax.apply_updates(state['params'], updates),
-                     'batch_stats': nnx.state(model, nnx.BatchStat),
-                     'opt_state': opt_state, 'step': state['step'] + 1}
+        new_state = {
+            'params': optax.apply_updates(state['params'], updates),
+            'batch_stats': nnx.state(model, nnx.BatchStat),
+            'opt_state': opt_state,
+            'step': state['step'] + 1,
+        }
         correct = jnp.sum(jnp.argmax(logits, -1) == y, dtype=jnp.int32)
         metrics = {'loss': loss, 'correct': correct}
         if with_grads:
@@ -185,9 +209,13 @@ def make_eval_step(split: SplitModel, *, spec: DatasetSpec, image_size: int, rep
         loss = cross_entropy(logits, y)
         predicted = jnp.argmax(logits, -1)
         right = predicted == y
-        return {'loss_sum': jnp.sum(jnp.where(mask, loss, 0.0)),
-                'correct': jnp.sum(right & mask, dtype=jnp.int32),
-                'count': jnp.sum(mask, dtype=jnp.int32), 'predicted': predicted.astype(jnp.int32)}
+        return {
+            'loss_sum': jnp.sum(jnp.where(mask, loss, 0.0)),
+            'correct': jnp.sum(right & mask, dtype=jnp.int32),
+            'count': jnp.sum(mask, dtype=jnp.int32),
+            'predicted': predicted.astype(jnp.int32),
+        }
 
-    return jax.jit(step, in_shardings=(replicated, replicated, batch, batch, batch),
-                   out_shardings=replicated)
+    return jax.jit(
+        step, in_shardings=(replicated, replicated, batch, batch, batch), out_shardings=replicated
+    )

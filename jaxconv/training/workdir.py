@@ -17,11 +17,15 @@ from jaxconv.training.checkpoints import CHECKPOINT_DIR, Checkpoints
 from jaxconv.training.config import TrainConfig, config_differences, run_fields
 from jaxconv.training.conv_plan import CONV_PLAN_FILE
 from jaxconv.training.errors import ConfigError
-from jaxconv.training.metrics import (CONFIG_FILE, CURVES_FILE, METRICS_FILE, SUMMARY_FILE,
-                                      write_json_atomic)
+from jaxconv.training.metrics import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    write_json_atomic,
+)
 
-RUN_OUTPUTS = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CURVES_FILE, CHECKPOINT_DIR,
-               CONV_PLAN_FILE)
+RUN_OUTPUTS = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CURVES_FILE, CHECKPOINT_DIR, CONV_PLAN_FILE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +70,10 @@ def _saved_run(path: Path) -> dict | None:
         try:
             return json.loads((path / CONFIG_FILE).read_text())['run']
         except (OSError, ValueError, KeyError) as e:
-            raise ConfigError(f'cannot resume: {path / CONFIG_FILE} is unreadable ({e}); '
-                              f'use --overwrite to start again') from None
+            raise ConfigError(
+                f'cannot resume: {path / CONFIG_FILE} is unreadable ({e}); '
+                f'use --overwrite to start again'
+            ) from None
     if not _has_checkpoints(path):
         return None
     checkpoints = Checkpoints(path)
@@ -80,8 +86,15 @@ def _saved_run(path: Path) -> dict | None:
 
 #: What a resumed run's data must share with the data it started on (a folder dataset's images
 #: may change between the two; its path, in ``display_name``, may move).
-DATASET_FIELDS = ('num_classes', 'class_names', 'image_shape', 'mean', 'std', 'num_train',
-                  'num_test')
+DATASET_FIELDS = (
+    'num_classes',
+    'class_names',
+    'image_shape',
+    'mean',
+    'std',
+    'num_train',
+    'num_test',
+)
 
 
 def dataset_differences(path: Path, spec) -> list[str]:
@@ -94,8 +107,11 @@ def dataset_differences(path: Path, spec) -> list[str]:
     if not saved:
         return []
     now = json.loads(json.dumps(dataclasses.asdict(spec)))  # tuples as JSON lists
-    return [f'{n}: {saved.get(n)!r} -> {now.get(n)!r}' for n in DATASET_FIELDS
-            if n in saved and saved[n] != now.get(n)]
+    return [
+        f'{n}: {saved.get(n)!r} -> {now.get(n)!r}'
+        for n in DATASET_FIELDS
+        if n in saved and saved[n] != now.get(n)
+    ]
 
 
 def plan_workdir(config: TrainConfig, spec=None) -> WorkdirPlan:
@@ -109,21 +125,28 @@ def plan_workdir(config: TrainConfig, spec=None) -> WorkdirPlan:
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ConfigError(f'--workdir {path} cannot be created: {existing} is not a directory')
-    holds_run = path.is_dir() and ((path / CONFIG_FILE).exists() or (path / METRICS_FILE).exists()
-                                   or _has_checkpoints(path))
+    holds_run = path.is_dir() and (
+        (path / CONFIG_FILE).exists() or (path / METRICS_FILE).exists() or _has_checkpoints(path)
+    )
     if holds_run and not (config.resume or config.overwrite):
-        raise ConfigError(f'--workdir {path} already holds a run; pass --resume to continue it '
-                          f'or --overwrite to delete it and start again')
+        raise ConfigError(
+            f'--workdir {path} already holds a run; pass --resume to continue it '
+            f'or --overwrite to delete it and start again'
+        )
     saved = _saved_run(path) if holds_run and config.resume else None
     if saved is not None:
         diffs = config_differences(saved, config)
         if diffs:
-            raise ConfigError(f'cannot resume the run in {path} with a different configuration '
-                              f'({"; ".join(diffs)}); use the same settings, another --workdir, '
-                              f'or --overwrite')
+            raise ConfigError(
+                f'cannot resume the run in {path} with a different configuration '
+                f'({"; ".join(diffs)}); use the same settings, another --workdir, '
+                f'or --overwrite'
+            )
         changed = dataset_differences(path, spec) if spec is not None else []
         if changed:
-            raise ConfigError(f'cannot resume the run in {path}: its data changed since it '
-                              f'started ({"; ".join(changed)}); restore the images, or start '
-                              f'again with another --workdir or --overwrite')
+            raise ConfigError(
+                f'cannot resume the run in {path}: its data changed since it '
+                f'started ({"; ".join(changed)}); restore the images, or start '
+                f'again with another --workdir or --overwrite'
+            )
     return WorkdirPlan(path, holds_run, config.overwrite)

@@ -8,6 +8,7 @@ JAXCONV_FAULT_KILL_AT_COMMIT=s  SIGKILL this process when orbax is about to rena
                                 temporary directory of checkpoint s (commit marker included) into
                                 place: the last moment of writing a checkpoint.
 """
+
 import os
 import signal
 
@@ -37,6 +38,7 @@ if KILL_AT_STEP is not None or NAN_AT_STEP is not None:
             if k == NAN_AT_STEP:
                 metrics = {**metrics, 'loss': metrics['loss'] * float('nan')}
             return state, metrics
+
         return step
 
     steps.make_train_step = make_train_step
