@@ -36,7 +36,7 @@ class Recipe:
 
 # Adam with a cosine decay is the robust choice for the plain stacks (no BatchNorm; VGG and
 # AlexNet need the small 1e-4 step); networks with BatchNorm take momentum SGD at a higher rate.
-# The BatchNorm networks train 15 epochs with crop-flip, which keeps them from overfitting.
+# The BatchNorm networks train 15 epochs with flips (crop-flip held ResNet-18 at 0.911).
 # Sizes: the smallest sensible input of each stem (VGG's five 2x2 max-pools need 32; AlexNet's
 # and NiN's 11x11/4 stems need 65 and 67).
 RECIPES: dict[str, Recipe] = {
@@ -50,10 +50,10 @@ RECIPES: dict[str, Recipe] = {
     'vgg19': Recipe(32, 64, 'adam', 2e-4, 3),
     'nin': Recipe(96, 128, 'adam', 1e-3, 3),
     'googlenet': Recipe(32, 128, 'adam', 1e-3, 6),
-    'resnet18': Recipe(32, 128, 'momentum', 0.05, 15, weight_decay=5e-4, augment='crop-flip'),
+    'resnet18': Recipe(32, 128, 'momentum', 0.05, 15, weight_decay=5e-4, augment='flip'),
     'resnet34': Recipe(32, 128, 'momentum', 0.05, 2, weight_decay=5e-4),
-    'resnext': Recipe(32, 128, 'momentum', 0.05, 15, weight_decay=5e-4, augment='crop-flip'),
-    'densenet': Recipe(32, 128, 'momentum', 0.05, 15, weight_decay=5e-4, augment='crop-flip'),
+    'resnext': Recipe(32, 128, 'momentum', 0.05, 15, weight_decay=5e-4, augment='flip'),
+    'densenet': Recipe(32, 128, 'momentum', 0.05, 15, weight_decay=5e-4, augment='flip'),
     'tv_alexnet': Recipe(64, 128, 'adam', 1e-4, 3),
     'tv_vgg11': Recipe(32, 64, 'adam', 2e-4, 3),
 }
