@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -250,62 +249,14 @@ class BatchNorm2d(Layer):
                     'BatchNorm2d in training mode needs more than 1 value per channel '
                     f'(got input shape {tuple(x.shape)}), as torch does'
                 )
-            y, mean, var = batch_norm_train(x, self.scale[...], self.bias[...], self.eps)
+            mean = x.mean(axes)
+            var = jnp.square(x - mean).mean(axes)  # two-pass, as torch: no E[x²]-E[x]² cancellation
             m = self.momentum
             self.mean[...] = (1 - m) * self.mean[...] + m * mean
             self.var[...] = (1 - m) * self.var[...] + m * var * (n / (n - 1))
             self.num_batches_tracked[...] = self.num_batches_tracked[...] + 1
-            return y
         inv = jax.lax.rsqrt(var + self.eps) * self.scale[...]
         return (x - mean) * inv + self.bias[...]
-
-
-def _batch_norm_forward(x, scale, bias, eps):
-    axes = tuple(range(x.ndim - 1))
-    mean = x.mean(axes)
-    xc = x - mean
-    var = jnp.square(xc).mean(axes)  # two-pass, as torch: no E[x²]-E[x]² cancellation
-    inv = jax.lax.rsqrt(var + eps)
-    return xc * (inv * scale) + bias, mean, var, inv
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def batch_norm_train(x, scale, bias, eps):
-    """Training-mode batch norm over every axis but the last: (normalised output, batch mean,
-    biased batch variance).
-
-    Why a ``custom_vjp``: differentiating the two-pass statistics leaves XLA a chain of
-    broadcasts and reductions per BatchNorm; the closed form below (torch's
-    ``batch_norm_backward``) needs only the two channel sums Σdy and Σdy·(x - μ), which XLA
-    fuses into one pass with the elementwise rest.
-    """
-    y, mean, var, _ = _batch_norm_forward(x, scale, bias, eps)
-    return y, mean, var
-
-
-def _batch_norm_train_fwd(x, scale, bias, eps):
-    y, mean, var, inv = _batch_norm_forward(x, scale, bias, eps)
-    return (y, mean, var), (x, mean, inv, scale)
-
-
-def _batch_norm_train_bwd(eps, residuals, cotangents):
-    x, mean, inv, scale = residuals
-    dy, dmean, dvar = cotangents
-    axes = tuple(range(x.ndim - 1))
-    n = math.prod(x.shape[a] for a in axes)
-    xc = x - mean
-    # As torch's batch_norm_backward: with dotp = Σdy·(x - μ), the scale's gradient is
-    # dotp·inv and dx = (dy - Σdy/n - (x - μ)·dotp·inv²/n)·inv·scale. The batch statistics' own
-    # cotangents (zero unless something differentiates the running statistics) add dμ/n and
-    # dσ²·2(x - μ)/n.
-    dbias = dy.sum(axes)
-    dotp = (dy * xc).sum(axes)
-    dx = (dy - dbias / n - xc * (dotp * inv * inv / n)) * (inv * scale)
-    dx = dx + dmean / n + (2 / n) * dvar * xc
-    return dx, dotp * inv, dbias
-
-
-batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd)
 
 
 # --------------------------------------------------------------------------------------------
