@@ -214,7 +214,11 @@ def replace_table(readme: str, table: str) -> str:
     return readme[:begin] + '\n' + table + '\n' + readme[end:]
 
 
-def plot(results: dict, path: Path = FIGURE) -> None:
+def plot(
+    results: dict,
+    path: Path = FIGURE,
+    title: str = 'Fashion-MNIST, default recipes (benchmarks/accuracy.py)',
+) -> None:
     """Every run's test accuracy per epoch in one figure."""
     import matplotlib
 
@@ -229,7 +233,7 @@ def plot(results: dict, path: Path = FIGURE) -> None:
     ax.set(
         xlabel='epoch',
         ylabel='test accuracy',
-        title='Fashion-MNIST, default recipes (benchmarks/accuracy.py)',
+        title=title,
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -262,7 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     for p in (p_run, sub.add_parser('collect', help='finished runs -> results file, report')):
         p.add_argument('--root', type=Path, default=DEFAULT_ROOT, help='one workdir per arch')
     sub.add_parser('report', help='results file -> README table and figure')
+    p_plot = sub.add_parser(
+        'plot', help='the curves of the finished runs under --root (e.g. recipes tried), by folder'
+    )
+    p_plot.add_argument('--root', type=Path, required=True)
+    p_plot.add_argument('--out', type=Path, required=True, help='the figure (.png)')
+    p_plot.add_argument('--title', default='Fashion-MNIST, recipes tried')
     args = parser.parse_args(argv)
+    if args.command == 'plot':
+        rows = {d.name: collect_row(d) for d in sorted(args.root.iterdir()) if d.is_dir()}
+        plot({name: row for name, row in rows.items() if row is not None}, args.out, args.title)
+        return 0
     if args.command == 'run':
         rc = run(args.archs, args.data_dir, args.root, extra)
         if rc:
