@@ -37,7 +37,7 @@ class Recipe:
 # Adam with a cosine decay is the robust choice for the plain stacks (no BatchNorm; VGG and
 # AlexNet need the small 1e-4 step); networks with BatchNorm take momentum SGD at a higher rate.
 # The BatchNorm networks train with flips (crop-flip held ResNet-18 at 0.911 after 15 epochs;
-# flips at 15 epochs gave 0.926, so ResNet-18 takes 30).
+# flips at 15 epochs gave 0.9255, so ResNet-18 takes 30).
 # Sizes: the smallest sensible input of each stem (VGG's five 2x2 max-pools need 32; AlexNet's
 # and NiN's 11x11/4 stems need 65 and 67).
 RECIPES: dict[str, Recipe] = {
