@@ -613,7 +613,7 @@ BAD_ARGS = {
     'lr-zero': (['--lr', '0'], {}, ['--lr must be a positive number']),
     'lr-negative': (['--lr', '-0.1'], {}, ['--lr must be a positive number']),
     'lr-nan': (['--lr', 'nan'], {}, ['--lr must be a positive number']),
-    'no-full-batch': (['--limit-train', '10'], {}, ['no full batch of --batch-size 32']),
+    'no-full-batch': (['--limit-train', '10'], {}, ['no full batch of --batch-size 64']),
 }
 
 

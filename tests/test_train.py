@@ -356,7 +356,7 @@ def test_float64_run_keeps_float64_parameters(tfds_dir, tmp_path):
     assert json.loads((workdir / 'config.json').read_text())['config']['dtype'] == 'float64'
     code = (
         'import sys, jax; jax.config.update("jax_enable_x64", True); sys.path.insert(0, "tests");'
-        'from test_train import final_state; import numpy as np;'
+        'from conftest import checkpoint_leaves; import numpy as np;'
         f'_, leaves = checkpoint_leaves({str(workdir)!r});'
         'print(sorted({str(x.dtype) for x in leaves if np.issubdtype(x.dtype, np.floating)}))'
     )
