@@ -49,7 +49,7 @@ RECIPES: dict[str, Recipe] = {
     'vgg13': Recipe(32, 64, 'adam', 2e-4, 3),
     'vgg16': Recipe(32, 64, 'adam', 2e-4, 3),
     'vgg19': Recipe(32, 64, 'adam', 2e-4, 3),
-    'nin': Recipe(67, 128, 'adam', 1e-3, 15, augment='flip'),
+    'nin': Recipe(67, 128, 'adam', 1e-3, 12, augment='flip'),
     'googlenet': Recipe(32, 128, 'adam', 1e-3, 6),
     'resnet18': Recipe(32, 128, 'momentum', 0.05, 30, weight_decay=5e-4, augment='flip'),
     'resnet34': Recipe(32, 128, 'momentum', 0.05, 2, weight_decay=5e-4),
