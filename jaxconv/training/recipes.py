@@ -40,11 +40,13 @@ class Recipe:
 # flips at 15 epochs gave 0.9255, so ResNet-18 takes 30).
 # NiN ends in ReLU'd class maps: at Adam 1e-3 they die in the first epoch (loss 2.306 after
 # one epoch, test accuracy 0.10), so it takes 3e-4.
+# The dropout MLP (100-wide layers at dropout 0.5) plateaus near 0.875 with Adam by 100 epochs
+# and overfits by 300 (test loss rising); decoupled weight decay 0.1 over 300 epochs holds it.
 # Sizes: the smallest sensible input of each stem (VGG's five 2x2 max-pools need 32; AlexNet's
 # and NiN's 11x11/4 stems need 65 and 67).
 RECIPES: dict[str, Recipe] = {
     'mlp': Recipe(28, 256, 'adam', 1e-3, 10),
-    'mlp_dropout': Recipe(28, 256, 'adam', 1e-3, 100),
+    'mlp_dropout': Recipe(28, 256, 'adamw', 1e-3, 300, weight_decay=0.1),
     'lenet': Recipe(28, 64, 'adam', 1e-2, 10),
     'alexnet': Recipe(65, 128, 'adam', 1e-4, 8),
     'vgg11': Recipe(32, 64, 'adam', 2e-4, 9, augment='flip'),
