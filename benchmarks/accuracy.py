@@ -226,9 +226,13 @@ def plot(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    longest = max((len(row['test_accuracy']) for row in results.values()), default=0)
     for arch, row in results.items():
         accs = row['test_accuracy']
-        ax.plot(range(1, len(accs) + 1), accs, marker='o', label=f'{arch} ({accs[-1]:.3f})')
+        marker = 'o' if len(accs) <= 40 else None  # dots would hide a long run's line
+        ax.plot(range(1, len(accs) + 1), accs, marker=marker, label=f'{arch} ({accs[-1]:.3f})')
+    if longest > 50:  # a 300-epoch run beside 10-epoch ones: log epochs keep both readable
+        ax.set_xscale('log')
     ax.axhline(SPEEDRUN_ACCURACY, color='grey', lw=0.8, ls='--')
     ax.set(
         xlabel='epoch',
