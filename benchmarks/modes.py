@@ -27,6 +27,14 @@ def main(argv=None) -> dict:
     ap.add_argument('--modes', default='heuristic,autotune')
     ap.add_argument('--batch-size', type=int, default=128)
     ap.add_argument('--repeats', type=int, default=7)
+    ap.add_argument(
+        '--dw-im2col-below',
+        type=int,
+        default=0,
+        metavar='C',
+        help='also time each mode with the weight gradient of every conv with C_in < C '
+        '(not 1x1, not grouped) moved to im2col, chunked as cpu_plan chunks it (0: off)',
+    )
     args = ap.parse_args(argv)
     configure()
     import jax.numpy as jnp
@@ -44,10 +52,18 @@ def main(argv=None) -> dict:
         variants, compile_s = [], {}
         for mode in args.modes.split(','):
             t0, tuned = time.perf_counter(), conv_autotune.STATS.seconds
-            with conv_lowering.lowering(mode):
+            with conv_lowering.lowering(mode), conv_lowering.recording() as calls:
                 step = jax_side.train_step(jax_side.build_model(arch, size), x, y)
             compile_s[mode] = (time.perf_counter() - t0, conv_autotune.STATS.seconds - tuned)
             variants.append(Variant(mode, step.run, args.batch_size))
+            table = dw_im2col_table(calls, args.dw_im2col_below)
+            if table:
+                name = f'{mode}+dW-im2col<{args.dw_im2col_below}'
+                t0, tuned = time.perf_counter(), conv_autotune.STATS.seconds
+                with conv_lowering.lowering(mode), conv_lowering.fixed_plans(table):
+                    step = jax_side.train_step(jax_side.build_model(arch, size), x, y)
+                compile_s[name] = (time.perf_counter() - t0, conv_autotune.STATS.seconds - tuned)
+                variants.append(Variant(name, step.run, args.batch_size))
         time_interleaved(variants, args.repeats)
         results[arch] = {v.name: v.images_per_s for v in variants}
         print(
@@ -60,6 +76,24 @@ def main(argv=None) -> dict:
             flush=True,
         )
     return results
+
+
+def dw_im2col_table(calls, below: int) -> dict[str, str]:
+    """The recorded plans with dW moved to (chunked) im2col where C_in < ``below``: the
+    small-C_in weight-gradient rule, measured against the plan as it is."""
+    from jaxconv import conv_lowering as cl
+
+    table = {}
+    for c in calls:
+        n, h, w, cin = c.x_shape
+        kh, kw = c.w_shape[:2]
+        if cin >= below or c.spec.groups != 1 or (kh, kw) == (1, 1):
+            continue
+        (sh, sw), (ph, pw), (dh, dw) = c.spec.stride, c.spec.padding, c.spec.dilation
+        oh, ow = cl._out_size(h, kh, sh, ph, dh), cl._out_size(w, kw, sw, pw, dw)
+        chunk = cl._chunk(n, oh * ow * kh * kw * cin * 4, cl.PATCH_BUDGET_BYTES)
+        table[c.key] = str(cl.Plan(c.plan.fwd, c.plan.dx, cl.Pass('im2col', chunk)))
+    return table
 
 
 if __name__ == '__main__':
