@@ -79,21 +79,16 @@ def main(argv=None) -> dict:
 
 
 def dw_im2col_table(calls, below: int) -> dict[str, str]:
-    """The recorded plans with dW moved to (chunked) im2col where C_in < ``below``: the
-    small-C_in weight-gradient rule, measured against the plan as it is."""
+    """The recorded plans with dW moved to ``cpu_plan``'s chunked im2col where C_in <
+    ``below`` (not 1x1, not grouped): the small-C_in weight-gradient rule, measured against
+    the plan as it is."""
     from jaxconv import conv_lowering as cl
 
-    table = {}
-    for c in calls:
-        n, h, w, cin = c.x_shape
-        kh, kw = c.w_shape[:2]
-        if cin >= below or c.spec.groups != 1 or (kh, kw) == (1, 1):
-            continue
-        (sh, sw), (ph, pw), (dh, dw) = c.spec.stride, c.spec.padding, c.spec.dilation
-        oh, ow = cl._out_size(h, kh, sh, ph, dh), cl._out_size(w, kw, sw, pw, dw)
-        chunk = cl._chunk(n, oh * ow * kh * kw * cin * 4, cl.PATCH_BUDGET_BYTES)
-        table[c.key] = str(cl.Plan(c.plan.fwd, c.plan.dx, cl.Pass('im2col', chunk)))
-    return table
+    return {
+        c.key: str(c.plan._replace(dw=cl.chunked_im2col(c.x_shape, c.w_shape, c.spec)))
+        for c in calls
+        if c.x_shape[-1] < below and c.spec.groups == 1 and c.w_shape[:2] != (1, 1)
+    }
 
 
 if __name__ == '__main__':

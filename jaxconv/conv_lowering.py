@@ -396,6 +396,17 @@ def _chunk(n: int, bytes_per_image: float, budget: float) -> int | None:
     return max(fits) if fits else 1
 
 
+def chunked_im2col(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Pass:
+    """im2col on batch chunks whose patch matrix (live taps only) fits PATCH_BUDGET_BYTES:
+    ``cpu_plan``'s "large" pass."""
+    n, h, wd, cin = x_shape
+    kh, kw = w_shape[:2]
+    (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
+    taps = len(_live_taps(h, kh, sh, ph, dh)) * len(_live_taps(wd, kw, sw, pw, dw))
+    return Pass('im2col', _chunk(n, oh * ow * taps * cin * itemsize, PATCH_BUDGET_BYTES))
+
+
 def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     """The CPU rules; the measurements behind them are in ``benchmarks/README.md``.
 
@@ -418,10 +429,9 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
     if (kh, kw) == (1, 1) and (ph, pw) == (0, 0) and spec.groups == 1:
         return Plan(*(Pass('im2col'),) * 3)  # a matmul on the (strided) input as it is
-    taps = len(_live_taps(h, kh, sh, ph, dh)) * len(_live_taps(wd, kw, sw, pw, dw))
     view_bytes = n * oh * ow * cin * itemsize
     small = Pass('taps') if cin >= TAPS_MIN_CHANNELS else Pass('im2col')
-    large = Pass('im2col', _chunk(n, oh * ow * taps * cin * itemsize, PATCH_BUDGET_BYTES))
+    large = chunked_im2col(x_shape, w_shape, spec, itemsize)
     small_or_large = small if view_bytes < SMALL_VIEW_BYTES else large
     xla = Pass('xla')
     if spec.groups > 1:  # Eigen loops over the groups; one batched matmul over them does not
