@@ -37,7 +37,8 @@ class Recipe:
 # Adam with a cosine decay is the robust choice for the plain stacks (no BatchNorm; VGG and
 # AlexNet need the small 1e-4 step); networks with BatchNorm take momentum SGD at a higher rate.
 # The BatchNorm networks train with flips (crop-flip held ResNet-18 at 0.911 after 15 epochs;
-# flips at 15 epochs gave 0.9255, so ResNet-18 takes 30).
+# flips at 15 epochs gave 0.9255, so ResNet-18 takes 30; those still fall short and overfit:
+# the results file has the figure).
 # NiN ends in ReLU'd class maps: at Adam 1e-3 they die in the first epoch (loss 2.306 after
 # one epoch, test accuracy 0.10), so it takes 3e-4.
 # The dropout MLP (100-wide layers at dropout 0.5) plateaus near 0.875 with Adam by 100 epochs
