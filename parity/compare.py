@@ -301,19 +301,19 @@ class _StepResult:
     grads: dict[str, np.ndarray]
 
 
-def _flax_step(pair: ModelPair, x, labels, masks) -> _StepResult:
+def _flax_step(pair: ModelPair, x, labels, masks, label_smoothing=0.0) -> _StepResult:
     """The training loop's step on one batch, for its loss and gradients (no update)."""
     split = pair.split()
-    step = execute.flax_train_step(split)
+    step = execute.flax_train_step(split, label_smoothing=label_smoothing)
     _, metrics = step(
         train_steps.init_state(split, execute.NO_UPDATE), split.rngs, x, labels, masks
     )
     return _StepResult(float(metrics['loss']), execute.grads_as_torch(split, metrics['grads']))
 
 
-def _torch_step(model, x, labels, masks) -> _StepResult:
+def _torch_step(model, x, labels, masks, label_smoothing=0.0) -> _StepResult:
     with execute.preserved_buffers(model):
-        loss, _, grads = execute.torch_loss_and_grads(model, x, labels, masks)
+        loss, _, grads = execute.torch_loss_and_grads(model, x, labels, masks, label_smoothing)
     return _StepResult(loss, grads)
 
 
@@ -325,16 +325,17 @@ def grad_diff(
     seed: int = 0,
     dropout: str = 'off',
     mode: str = 'train',
+    label_smoothing: float = 0.0,
 ) -> Report:
-    """The loss (``steps.classification_loss``: cross-entropy) and the gradient of every
-    parameter, by torch key. Train mode by default: the gradient flows through the batch
-    statistics, as in training."""
+    """The loss (``steps.classification_loss``: cross-entropy, with ``label_smoothing``) and
+    the gradient of every parameter, by torch key. Train mode by default: the gradient flows
+    through the batch statistics, as in training."""
     pair.set_mode(mode)
     x, labels, masks = _inputs(pair, batch_size, seed, dropout, mode)
-    jax_step = _flax_step(pair, x, labels, masks)
-    torch_step = _torch_step(pair.torch, x, labels, masks)
+    jax_step = _flax_step(pair, x, labels, masks, label_smoothing)
+    torch_step = _torch_step(pair.torch, x, labels, masks, label_smoothing)
     judge_step = (
-        _torch_step(pair.torch_judge, _as_f64(x), labels, masks)
+        _torch_step(pair.torch_judge, _as_f64(x), labels, masks, label_smoothing)
         if pair.dtype == 'float32'
         else torch_step
     )

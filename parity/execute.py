@@ -183,12 +183,14 @@ def recorded_outputs(outputs) -> list[tuple[str, np.ndarray]]:
 # --------------------------------------------------------------------------------------------
 # The loss and the train step are the training loop's own (``jaxconv.training.steps``).
 # --------------------------------------------------------------------------------------------
-def torch_classification_loss(out, labels: torch.Tensor) -> torch.Tensor:
+def torch_classification_loss(
+    out, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """``steps.classification_loss`` in torch (``F.cross_entropy``)."""
     heads = output_heads(out)
-    loss = F.cross_entropy(heads.pop('logits'), labels)
+    loss = F.cross_entropy(heads.pop('logits'), labels, label_smoothing=label_smoothing)
     for v in heads.values():
-        loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(v, labels)
+        loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(v, labels, label_smoothing=label_smoothing)
     return loss
 
 
@@ -203,7 +205,11 @@ NO_UPDATE = optax.set_to_zero()
 _TRAIN_STEPS: dict = {}
 
 
-def flax_train_step(split: steps.SplitModel, tx: optax.GradientTransformation = NO_UPDATE):
+def flax_train_step(
+    split: steps.SplitModel,
+    tx: optax.GradientTransformation = NO_UPDATE,
+    label_smoothing: float = 0.0,
+):
     """The training loop's step (``steps.make_train_step``) as the harness runs it:
     ``step(state, rngs, x, labels, masks) -> (state, {'loss', 'correct', 'grads'})``.
 
@@ -211,10 +217,15 @@ def flax_train_step(split: steps.SplitModel, tx: optax.GradientTransformation = 
     masks (``_shared_masks``), nothing donated (the pair keeps its arrays). One step per (graph,
     optimizer), so one compilation serves every test of an arch, mode and dtype.
     """
-    key = (split.train_graph, tx)
+    key = (split.train_graph, tx, label_smoothing)
     if key not in _TRAIN_STEPS:
         _TRAIN_STEPS[key] = steps.make_train_step(
-            split, tx, tap=_shared_masks, with_grads=True, donate=False
+            split,
+            tx,
+            label_smoothing=label_smoothing,
+            tap=_shared_masks,
+            with_grads=True,
+            donate=False,
         )
     return _TRAIN_STEPS[key]
 
@@ -292,7 +303,11 @@ def torch_forward(
 
 
 def torch_backward(
-    model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray, masks: Arrays | None = None
+    model: nn.Module,
+    x_nhwc: np.ndarray,
+    labels: np.ndarray,
+    masks: Arrays | None = None,
+    label_smoothing: float = 0.0,
 ):
     """(loss, {head: logits}) of ``torch_classification_loss`` on one batch, with the
     gradients left in each parameter's ``.grad`` (for an optimizer step)."""
@@ -300,17 +315,21 @@ def torch_backward(
     model.zero_grad(set_to_none=True)
     with torch_masks(model, masks):
         out = model(x)
-        loss = torch_classification_loss(out, _as_torch(labels.astype(np.int64)))
+        loss = torch_classification_loss(out, _as_torch(labels.astype(np.int64)), label_smoothing)
         loss.backward()
     return float(loss.item()), {k: v.detach().cpu().numpy() for k, v in output_heads(out).items()}
 
 
 def torch_loss_and_grads(
-    model: nn.Module, x_nhwc: np.ndarray, labels: np.ndarray, masks: Arrays | None = None
+    model: nn.Module,
+    x_nhwc: np.ndarray,
+    labels: np.ndarray,
+    masks: Arrays | None = None,
+    label_smoothing: float = 0.0,
 ):
     """(loss, {head: logits}, {param key: grad}) of ``torch_classification_loss`` on one
     batch (a parameter the loss does not reach has a zero gradient, as in Flax)."""
-    loss, heads = torch_backward(model, x_nhwc, labels, masks)
+    loss, heads = torch_backward(model, x_nhwc, labels, masks, label_smoothing)
     grads = {
         k: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().numpy()
         for k, p in model.named_parameters()

@@ -14,6 +14,7 @@ from conftest import FASHION_MNIST, needs_data
 from jaxconv.registry import list_models
 from jaxconv.training import TrainConfig, fit, measured, recipe_for
 from jaxconv.training.cli import build_parser
+from jaxconv.training.config import LEGACY_VALUES
 from jaxconv.training.recipes import Recipe, augment_for, recipe_table
 
 
@@ -46,10 +47,11 @@ def test_help_measured_column_is_what_the_results_file_holds():
             'seed': 0,
             'limit_train': None,
         }
+        saved = {**LEGACY_VALUES, **row['config']} if row is not None else {}
         same_recipe = (
             row is not None
             and row['epochs'] == wanted['epochs']
-            and all(row['config'][k] == v for k, v in wanted.items())
+            and all(saved[k] == v for k, v in wanted.items())
         )
         expected = f'{row["final_test_accuracy"]:.3f}' if same_recipe else '-'
         assert cell == expected, arch
@@ -72,6 +74,7 @@ def test_help_reads_the_results_file_at_run_time(tmp_path, monkeypatch):
         {'limit_train': 1000},
         {'dataset': 'mnist'},
         {'augment': 'flip'},
+        {'label_smoothing': 0.1},
         {'seed': 1},
     ],
 )
@@ -85,6 +88,14 @@ def test_a_run_of_another_recipe_does_not_measure_the_default(change):
         measured_column(recipe_table(['lenet'], {'lenet': default_row('lenet', 0.9)}))['lenet']
         == '0.900'
     )
+
+
+def test_a_row_saved_before_label_smoothing_existed_measures_a_recipe_without_it():
+    row = default_row('lenet', 0.9)
+    del row['config']['label_smoothing']
+    assert measured.measures_recipe(row, recipe_for('lenet'))
+    smoothed = dataclasses.replace(recipe_for('lenet'), label_smoothing=0.1)
+    assert not measured.measures_recipe(row, smoothed)
 
 
 def test_readme_table_is_generated_from_the_results_file():

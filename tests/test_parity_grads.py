@@ -12,9 +12,13 @@ them for every arch.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
+from jaxconv.training import steps
 from parity.archs import course_archs, torchvision_archs
 from parity.compare import batches_pass, compare_on_batches, grad_diff
 from parity.metrics import float32_bound, set_relative_errors
@@ -38,6 +42,40 @@ def test_float32_gradients_as_faithful_as_torch(arch):
             f'torch {r.worst_torch_error:.2e} ({"pass" if r.ok else "FAIL"})'
         )
     assert batches_pass(reports), '\n\n'.join(r.table(only_failures=True) for r in reports)
+
+
+def test_label_smoothed_cross_entropy_is_torchs():
+    """Per example, in float64; smoothing changes the loss (so the parity test below, where
+    both sides take the same setting, cannot pass by both ignoring it)."""
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(16, 10)) * 3, rng.integers(0, 10, 16)
+    with exact_numerics():
+        for eps in (0.0, 0.1, 0.3):
+            ours = np.asarray(steps.cross_entropy(jnp.asarray(logits), jnp.asarray(labels), eps))
+            theirs = F.cross_entropy(
+                torch.as_tensor(logits),
+                torch.as_tensor(labels),
+                reduction='none',
+                label_smoothing=eps,
+            ).numpy()
+            np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=1e-13)
+        plain = steps.cross_entropy(jnp.asarray(logits), jnp.asarray(labels))
+        smoothed = steps.cross_entropy(jnp.asarray(logits), jnp.asarray(labels), 0.1)
+        assert float(jnp.abs(plain - smoothed).min()) > 1e-3
+
+
+@pytest.mark.parametrize('arch', ['lenet', 'resnet18'])
+def test_float64_gradients_with_label_smoothing(arch):
+    """``--label-smoothing`` is torch's ``CrossEntropyLoss(label_smoothing=...)``, through the
+    whole train step (tv_googlenet's auxiliary heads: the slow set)."""
+    report = grad_diff(make_pair(arch, 'float64'), label_smoothing=0.1)
+    assert report.ok, report.table(only_failures=True)
+
+
+@pytest.mark.slow
+def test_float64_gradients_with_label_smoothing_on_auxiliary_heads():
+    report = grad_diff(make_pair('tv_googlenet', 'float64'), label_smoothing=0.1)
+    assert report.ok, report.table(only_failures=True)
 
 
 def test_a_wrong_weight_fails_the_gradient_check():

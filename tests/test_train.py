@@ -63,6 +63,7 @@ def test_help_lists_every_option_arch_and_recipe():
         '--optimizer',
         '--lr',
         '--weight-decay',
+        '--label-smoothing',
         '--seed',
         '--workdir',
         '--resume',
@@ -99,6 +100,8 @@ def test_help_lists_every_option_arch_and_recipe():
         (['--lr', '0'], '--lr must be a positive number'),
         (['--lr', '-0.1'], '--lr must be a positive number'),
         (['--lr', 'nan'], '--lr must be a positive number'),
+        (['--label-smoothing', '1'], '--label-smoothing must be in [0, 1)'),
+        (['--label-smoothing', '-0.1'], '--label-smoothing must be in [0, 1)'),
         (['--arch', 'nonet'], "invalid choice: 'nonet'"),
         (['--dataset', 'imagenet'], "invalid choice: 'imagenet'"),
         (['--optimizer', 'lion'], "invalid choice: 'lion'"),
@@ -370,6 +373,24 @@ def test_float64_run_keeps_float64_parameters(tfds_dir, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "['float64']"
+
+
+@needs_data
+def test_label_smoothing_reaches_the_train_step_and_the_run_record(tfds_dir, tmp_path, monkeypatch):
+    seen = {}
+    real = loop_module.train_steps.make_train_step
+
+    def make(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module.train_steps, 'make_train_step', make)
+    workdir = tmp_path / 'run'
+    argv = tiny_run(workdir, tfds_dir, '--label-smoothing', '0.2', epochs=1, limit_train=64)
+    assert main(argv) == 0
+    assert seen['label_smoothing'] == 0.2
+    record = json.loads((workdir / 'config.json').read_text())
+    assert record['config']['label_smoothing'] == record['run']['label_smoothing'] == 0.2
 
 
 # ------------------------------------------------------------------------------------------------

@@ -175,6 +175,16 @@ class TrainConfig:
     schedule: str | None = option(
         'learning-rate schedule', None, choices=SCHEDULES, recipe='schedule', check=_KNOWN
     )
+    label_smoothing: float | None = option(
+        "training loss's label smoothing, as torch's CrossEntropyLoss(label_smoothing=); the "
+        'test loss stays plain cross-entropy',
+        None,
+        metavar='EPS',
+        recipe='ls',
+        check=Check(
+            '{flag} must be in [0, 1), got {value!r}', lambda v: _is_number(v) and 0 <= v < 1
+        ),
+    )
     seed: int = option(
         'parameter init, data order and dropout (default: %(default)s)', 0, check=_NON_NEGATIVE_INT
     )
@@ -262,6 +272,7 @@ RUN_FIELDS = (
     'weight_decay',
     'momentum',
     'schedule',
+    'label_smoothing',
     'seed',
     'dtype',
     'limit_train',
@@ -272,8 +283,9 @@ RUN_FIELDS = (
 )
 
 #: What a run saved before a field existed ran with, where that differs from the field's default
-#: (``augment`` defaults to None, "the dataset's default", but every earlier run had none).
-LEGACY_VALUES = {'augment': 'none'}
+#: (``augment`` defaults to None, "the dataset's default", but every earlier run had none;
+#: likewise no label smoothing).
+LEGACY_VALUES = {'augment': 'none', 'label_smoothing': 0.0}
 
 
 #: A resumed run must also train the same parameters and start from the same weights (their

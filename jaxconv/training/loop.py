@@ -232,6 +232,7 @@ class Run:
             image_size=config.image_size,
             seed=config.seed,
             augment=config.augment,
+            label_smoothing=config.label_smoothing,
             **shardings,
         )
         self.eval_step = train_steps.make_eval_step(

@@ -46,7 +46,9 @@ def recipe_settings(recipe) -> dict[str, Any]:
 
 def measures_recipe(row: dict[str, Any], recipe) -> bool:
     """True when ``row``'s run was a complete default run of ``recipe``."""
-    config = row['config']
+    from jaxconv.training.config import LEGACY_VALUES  # config imports the recipes, which import us
+
+    config = {**LEGACY_VALUES, **row['config']}  # a run from before a setting existed
     wanted = {**DEFAULT_RUN, **recipe_settings(recipe)}
     return all(config.get(k) == v for k, v in wanted.items()) and row['epochs'] == recipe.epochs
 

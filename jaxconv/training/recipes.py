@@ -32,6 +32,8 @@ class Recipe:
     #: Training augmentation on :data:`RECIPE_DATASET`, the dataset the recipes are tuned on;
     #: other datasets keep their own default (:func:`augment_for`).
     augment: str = 'none'
+    #: Cross-entropy label smoothing (torch's ``CrossEntropyLoss(label_smoothing=...)``).
+    label_smoothing: float = 0.0
 
 
 # Adam with a cosine decay is the robust choice for the plain stacks (no BatchNorm; VGG and
@@ -105,6 +107,7 @@ def recipe_table(archs, results=None) -> str:
             'epochs',
             'schedule',
             'augment',
+            'ls',
             'test acc (measured)',
         )
     ]
@@ -122,6 +125,7 @@ def recipe_table(archs, results=None) -> str:
                 str(r.epochs),
                 r.schedule,
                 r.augment,
+                f'{r.label_smoothing:g}',
                 '-' if acc is None else f'{acc:.3f}',
             )
         )

@@ -106,18 +106,24 @@ def output_heads(out) -> dict:
     return {'logits': out}
 
 
-def cross_entropy(logits, labels):
-    """Per-example cross-entropy, torch's ``F.cross_entropy(..., reduction='none')``."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+    """Per-example cross-entropy, torch's ``F.cross_entropy(..., reduction='none',
+    label_smoothing=...)``: the target is ``1 - label_smoothing`` on the label plus
+    ``label_smoothing / classes`` on every class."""
+    if not label_smoothing:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    return optax.softmax_cross_entropy(logits, optax.smooth_labels(targets, label_smoothing))
 
 
-def classification_loss(out, labels):
+def classification_loss(out, labels, label_smoothing: float = 0.0):
     """Batch-mean cross-entropy of the main logits (torch's ``CrossEntropyLoss``), plus 0.3 ×
-    each auxiliary head's (GoogLeNet), added in torch's order."""
+    each auxiliary head's (GoogLeNet), added in torch's order; every head with the same label
+    smoothing."""
     heads = output_heads(out)
-    loss = cross_entropy(heads.pop('logits'), labels).mean()
+    loss = cross_entropy(heads.pop('logits'), labels, label_smoothing).mean()
     for v in heads.values():
-        loss = loss + AUX_LOSS_WEIGHT * cross_entropy(v, labels).mean()
+        loss = loss + AUX_LOSS_WEIGHT * cross_entropy(v, labels, label_smoothing).mean()
     return loss
 
 
@@ -131,6 +137,7 @@ def make_train_step(
     replicated=None,
     batch=None,
     augment: str = 'none',
+    label_smoothing: float = 0.0,
     tap=None,
     with_grads: bool = False,
     donate: bool = True,
@@ -139,7 +146,8 @@ def make_train_step(
 
     The one train step: the training loop, the speed benchmark and the parity harness all run
     it, so what is timed and what is compared with torch is what trains. ``loss`` is
-    :func:`classification_loss`, ``correct`` the number of right top-1 predictions.
+    :func:`classification_loss` (with ``label_smoothing``), ``correct`` the number of right
+    top-1 predictions.
 
     ``spec``: ``x`` is uint8 images, converted, resized to ``image_size`` and normalised with
     the dataset's mean/std inside the step; ``augment``
@@ -171,7 +179,7 @@ def make_train_step(
         def loss_fn(model):
             with tap(model, *extra) if tap is not None else contextlib.nullcontext():
                 out = model(inputs)
-            return classification_loss(out, y), output_heads(out)['logits']
+            return classification_loss(out, y, label_smoothing), output_heads(out)['logits']
 
         (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
         updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
