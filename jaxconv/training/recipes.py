@@ -40,8 +40,9 @@ class Recipe:
 # AlexNet need the small 1e-4 step); networks with BatchNorm take momentum SGD at a higher rate.
 # The BatchNorm networks train with flips (crop-flip held ResNet-18 at 0.911 after 15 epochs).
 # ResNet-18 at 32 with flips overfits short of 0.93 (15 epochs 0.9255, 30 epochs 0.926, train
-# accuracy 0.993): its 7x7/2 stem and max-pool leave 8x8 maps at 32, so it takes 40 (10x10,
-# twice the step time) for 15 epochs, with label smoothing against the overfitting.
+# accuracy 0.993): its 7x7/2 stem and max-pool leave 8x8 maps at 32, so it takes 40 (10x10;
+# the README gives the step time this costs) for 15 epochs, with label smoothing against the
+# overfitting.
 # NiN ends in ReLU'd class maps: at Adam 1e-3 they die in the first epoch (loss 2.306 after
 # one epoch, test accuracy 0.10), so it takes 3e-4.
 # The dropout MLP (100-wide layers at dropout 0.5) plateaus near 0.875 with Adam by 100 epochs
