@@ -28,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 from jaxconv.conv_lowering import conv2d
+from jaxconv.pooling import max_pool, sum_pool
 
 Pair = int | tuple[int, int]
 
@@ -304,26 +305,18 @@ class _Pool2d(Layer):
         for size, k, s, p in zip(x.shape[1:3], self.kernel_size, self.stride, self.padding):
             _, extra = _pool_geometry(size, k, s, p, self.ceil_mode)
             pads.append((p, p + extra))
-        return pads
-
-    def _reduce(self, x, init, op, pads):
-        return jax.lax.reduce_window(
-            x, init, op, (1, *self.kernel_size, 1), (1, *self.stride, 1), [(0, 0), *pads, (0, 0)]
-        )
+        return tuple(pads)
 
 
 class MaxPool2d(_Pool2d):
     """``torch.nn.MaxPool2d``: stride defaults to the kernel, pads with -inf, ``ceil_mode``.
 
-    XLA's gradient (``select_and_scatter``) sends each output's gradient to the first maximal
-    element of its window, as torch does, so tied inputs get torch's gradients.
+    The gradient goes to the first maximal element of each window, as torch's does, and is
+    summed in torch's order (``jaxconv.pooling``), so tied inputs get torch's gradients.
     """
 
     def forward(self, x):
-        # A numpy constant: reduce_window's init must not be a traced value, or JAX cannot
-        # differentiate it ("Linearization failed").
-        init = np.array(-np.inf, x.dtype)
-        return self._reduce(x, init, jax.lax.max, self._pads(x))
+        return max_pool(x, self.kernel_size, self.stride, self._pads(x))
 
 
 class AvgPool2d(_Pool2d):
@@ -346,7 +339,7 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         pads = self._pads(x)
-        total = self._reduce(x, np.array(0, x.dtype), jax.lax.add, pads)
+        total = sum_pool(x, self.kernel_size, self.stride, pads)
         if self.padding == (0, 0) and all(hi == 0 for _, hi in pads):
             return total / (self.kernel_size[0] * self.kernel_size[1])
         # Divisor per output position: the window's cells that torch counts, clipped to the

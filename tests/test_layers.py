@@ -253,3 +253,26 @@ def test_avgpool_gradient_matches_torch(h, w, k, s, p, ceil, count_include_pad):
     pool = L.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=count_include_pad)
     g = jax.jit(jax.grad(lambda x: (pool(x) ** 2).sum()))(jnp.asarray(x))
     assert_close(g, nhwc(tx.grad), 1e-6)
+
+
+@pytest.mark.parametrize('k,s,p', [(3, 2, 1), (3, 1, 1), (3, 2, 0)])
+def test_maxpool_gradient_sums_shared_maxima_in_torchs_order(k, s, p):
+    # Spikes on the cells that several overlapping windows share: each spike is the maximum of
+    # up to 4 (stride 2) or 9 (stride 1) windows, and its gradient is the sum of theirs.
+    # float64 sums of 3+ terms depend on their order; torch adds them output by output in
+    # raster order, and so must jaxconv, bit for bit.
+    jax.config.update('jax_enable_x64', True)
+    try:
+        x = RNG.standard_normal((2, 11, 11, 3)) * 1e-3
+        x[:, ::2, ::2] += 10 + RNG.standard_normal((2, 6, 6, 3))
+        x[:, 1::4, 1::4] += 30  # a spike ringed by the others: the max of all 9 windows (s=1)
+        tx = nchw(x).requires_grad_()
+        ty = torch.nn.MaxPool2d(k, s, p)(tx)
+        dy = RNG.standard_normal(ty.shape)
+        ty.backward(torch.from_numpy(dy))
+        _, back = jax.vjp(L.MaxPool2d(k, s, p), jnp.asarray(x))
+        (g,) = jax.jit(back)(jnp.asarray(nhwc(torch.from_numpy(dy))))
+        assert g.dtype == jnp.float64
+        np.testing.assert_array_equal(np.asarray(g), nhwc(tx.grad))
+    finally:
+        jax.config.update('jax_enable_x64', False)
