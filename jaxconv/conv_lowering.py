@@ -223,8 +223,10 @@ def conv_xla(x, w, spec: ConvSpec):
 
 
 def _shifted_views(x, w_shape, spec: ConvSpec):
-    """The padded input's strided view under each live tap, and the live tap indices."""
-    n, h, wd, c = x.shape
+    """The padded input's strided view under each live tap, and the live tap indices.
+
+    ``x`` is (..., H, W, C): any leading axes (the batch, or groups and batch) are kept."""
+    *lead, h, wd, c = x.shape
     kh, kw = w_shape[:2]
     (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
     oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
@@ -233,18 +235,20 @@ def _shifted_views(x, w_shape, spec: ConvSpec):
         # Materialise x once: XLA would otherwise fuse its producer (BatchNorm, ReLU) into
         # every view and compute it once per tap.
         x = lax.optimization_barrier(x)
-    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if (ph or pw) else x
+    zeros = [(0, 0)] * len(lead)
+    xp = jnp.pad(x, (*zeros, (ph, ph), (pw, pw), (0, 0))) if (ph or pw) else x
+    origin = (0,) * len(lead)
     views = [
         lax.slice(
             xp,
-            (0, i * dh, j * dw, 0),
-            (n, i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1, c),
-            (1, sh, sw, 1),
+            (*origin, i * dh, j * dw, 0),
+            (*lead, i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1, c),
+            (*(1,) * len(lead), sh, sw, 1),
         )
         for i in rows
         for j in cols
     ]
-    return views, rows, cols, (n, oh, ow)
+    return views, rows, cols, (lead[-1], oh, ow)
 
 
 def _live_weight(w, rows, cols):
@@ -304,16 +308,22 @@ def conv_direct(x, w, spec: ConvSpec):
 
 def conv_grouped(x, w, spec: ConvSpec):
     """im2col per group as ONE batched matmul over the groups: Eigen loops over the groups with
-    a small contraction each, and the dense weight of ``_dense_weight`` wastes G× the work."""
-    views, rows, cols, (n, oh, ow) = _shifted_views(x, w.shape, spec)
+    a small contraction each, and the dense weight of ``_dense_weight`` wastes G× the work.
+
+    The input is moved group-major once, (G, N, H, W, C_in/G), so that the patch matrix is
+    built directly in the batched matmul's (G, M, K) layout: built (M, T, G, K/T) instead,
+    XLA copies the whole patch matrix into that layout in the forward and again in both
+    gradients, which costs more than the matmuls."""
+    n, h, wd, c = x.shape
     kh, kw, cig, co = w.shape
     g = spec.groups
-    taps = len(views)
-    patches = jnp.stack([v.reshape(-1, g, cig) for v in views], axis=1)  # (M, T, G, cig)
+    xg = jnp.moveaxis(x.reshape(n, h, wd, g, cig), 3, 0)
+    views, rows, cols, (_, oh, ow) = _shifted_views(xg, w.shape, spec)
+    patches = jnp.concatenate(views, axis=-1).reshape(g, n * oh * ow, -1)  # (G, M, T·cig)
     w = _live_weight(w.reshape(kh, kw, cig, g, co // g), rows, cols)
-    w = w.reshape(taps, cig, g, co // g)
-    y = jnp.einsum('mtgi,tigo->mgo', patches, w)
-    return y.reshape(n, oh, ow, co)
+    w = jnp.moveaxis(w.reshape(-1, cig, g, co // g), 2, 0).reshape(g, -1, co // g)
+    y = jnp.einsum('gmk,gko->gmo', patches, w)
+    return jnp.moveaxis(y, 0, 1).reshape(n, oh, ow, co)
 
 
 _IMPLS = {
