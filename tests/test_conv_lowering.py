@@ -39,6 +39,7 @@ PLANS = [
     cl.Plan(cl.Pass('taps', 1), cl.Pass('xla'), cl.Pass('im2col', 1)),
     cl.Plan(cl.Pass('direct'), cl.Pass('grouped', 1), cl.Pass('direct')),
     cl.Plan(cl.Pass('grouped'), cl.Pass('direct', 1), cl.Pass('grouped', 1)),
+    cl.Plan(cl.Pass('s2d'), cl.Pass('s2d', 1), cl.Pass('s2d')),
 ]
 
 
@@ -253,7 +254,7 @@ def test_candidates_leave_out_what_cannot_win_and_add_the_new_lowerings():
     lenet = conv_autotune.candidates(
         (128, 28, 28, 1), (5, 5, 1, 6), cl.ConvSpec((1, 1), (2, 2), (1, 1), 1), 'fwd'
     )
-    assert cl.Pass('direct') in lenet
+    assert cl.Pass('direct') in lenet and cl.Pass('s2d') in lenet
     grouped = conv_autotune.candidates(
         (8, 8, 8, 64), (3, 3, 2, 64), cl.ConvSpec((1, 1), (1, 1), (1, 1), 32), 'dw'
     )
@@ -292,3 +293,26 @@ def test_fixed_plans_pin_a_recorded_plan_whatever_the_mode():
         assert cl.plan((2, 5, 5, 4), (3, 3, 4, 7), spec, 'cpu', 'float32') == cl.Plan(
             *(cl.Pass('xla'),) * 3
         )
+
+
+def test_cpu_plan_moves_few_channel_convs_to_space_to_depth():
+    same = cl.ConvSpec((1, 1), (2, 2), (1, 1), 1)
+    lenet = cl.cpu_plan((128, 28, 28, 1), (5, 5, 1, 6), same)
+    assert (lenet.fwd, lenet.dx) == (cl.Pass('s2d'), cl.Pass('s2d')), lenet
+    assert lenet.dw.lowering != 's2d'
+    vgg_stem = cl.cpu_plan((128, 32, 32, 3), (3, 3, 3, 64), cl.ConvSpec((1, 1), (1, 1), (1, 1), 1))
+    assert cl.Pass('s2d') not in vgg_stem  # 64 output channels: Eigen blocks those already
+    strided = cl.cpu_plan((128, 32, 32, 3), (5, 5, 3, 6), cl.ConvSpec((2, 2), (2, 2), (1, 1), 1))
+    assert cl.Pass('s2d') not in strided  # measured on stride 1 only
+
+
+def test_space_to_depth_blocks_hold_each_kernel_tap_once_per_output_phase():
+    # 5 taps, stride 1, 2x2 output blocks: a 3-block kernel; each (output phase q) column
+    # holds every original tap exactly once, the rest are the appended zero (index k).
+    index, blocks = cl._s2d_taps(5, 1, 2)
+    assert blocks == 3 and index.shape == (3, 2, 2)
+    for q in range(2):
+        taps = sorted(t for t in index[:, :, q].ravel() if t < 5)
+        assert taps == [0, 1, 2, 3, 4]
+    index, blocks = cl._s2d_taps(11, 4, 1)  # AlexNet's stem: 3 blocks of 4 pixels
+    assert blocks == 3 and sorted(t for t in index.ravel() if t < 11) == list(range(11))
