@@ -2,6 +2,7 @@
 
     python benchmarks/conv_layers.py --arch vgg11 [--batch-size 128] [--image-size 32]
     python benchmarks/conv_layers.py --shape 128,2,512,512,3,1,1,1   # N,H,Cin,Cout,k,s,p,groups
+    python benchmarks/conv_layers.py --arch nin --pass dx --lowering xla --lowering taps
 
 For every distinct convolution of the model (or each ``--shape``) it times the forward, the
 input gradient (dx) and the weight gradient (dW) of every lowering on the whole batch, and of
@@ -61,7 +62,9 @@ def is_slow(name: str, pass_: str, x_shape, out_shape) -> bool:
     return name == 'xla' and pass_ != 'dw' and min(*x_shape[1:3], *out_shape[1:3]) <= 2
 
 
-def measure(geometry, repeats: int, include_slow: bool) -> dict:
+def measure(
+    geometry, repeats: int, include_slow: bool, lowerings=cl.LOWERINGS, passes=PASSES
+) -> dict:
     n, h, w, cin, cout, kh, kw, stride, padding, groups = geometry
     spec = cl.ConvSpec(stride, padding, (1, 1), groups)
     rng = np.random.default_rng(0)
@@ -72,13 +75,15 @@ def measure(geometry, repeats: int, include_slow: bool) -> dict:
     flops = 2 * np.prod(y_shape) * kh * kw * cin // groups
     chosen = cl.cpu_plan(x.shape, k.shape, spec)
     calls, times = {}, {}
-    for name in (*cl.LOWERINGS, 'plan'):
+    for name in (*lowerings, 'plan'):
         fns = (
             pass_functions(name, spec)
             if name != 'plan'
             else {p: plan_function(getattr(chosen, p), p, spec) for p in PASSES}
         )
         for pass_, fn in fns.items():
+            if pass_ not in passes:
+                continue
             if is_slow(name, pass_, x.shape, y_shape) and not include_slow:
                 continue
             jax.block_until_ready(fn(x, k, dy))  # compile
@@ -100,16 +105,16 @@ def measure(geometry, repeats: int, include_slow: bool) -> dict:
     }
 
 
-def report(result) -> str:
+def report(result, lowerings=cl.LOWERINGS, passes=PASSES) -> str:
     n, h, w, cin, cout, kh, kw, stride, padding, groups = result['geometry']
     head = (
         f'{h}x{w}x{cin}->{result["out"][1]}x{result["out"][2]}x{cout} k{kh}x{kw} '
         f's{stride[0]} p{padding[0]} g{groups}  ({result["gflop"]:.2f} GFLOP/pass)'
     )
     lines = [head]
-    for pass_ in PASSES:
+    for pass_ in passes:
         cells = []
-        for name in (*cl.LOWERINGS, 'plan'):
+        for name in (*lowerings, 'plan'):
             t = result['best_s'].get((name, pass_))
             cells.append(
                 f'{name:>6} '
@@ -138,6 +143,15 @@ def main(argv=None):
     ap.add_argument('--image-size', type=int, default=32)
     ap.add_argument('--repeats', type=int, default=5)
     ap.add_argument('--include-slow', action='store_true')
+    ap.add_argument(
+        '--lowering',
+        action='append',
+        choices=cl.LOWERINGS,
+        help='time only these lowerings (and the plan); default: all',
+    )
+    ap.add_argument(
+        '--pass', dest='passes', action='append', choices=PASSES, help='default: all three'
+    )
     args = ap.parse_args(argv)
     configure()
     geometries = []
@@ -148,8 +162,10 @@ def main(argv=None):
     for s in args.shape:
         n, h, cin, cout, k, st, p, g = (int(v) for v in s.split(','))
         geometries.append((n, h, h, cin, cout, k, k, (st, st), (p, p), g))
+    lowerings, passes = tuple(args.lowering or cl.LOWERINGS), tuple(args.passes or PASSES)
     for g in geometries:
-        print(report(measure(g, args.repeats, args.include_slow)), flush=True)
+        result = measure(g, args.repeats, args.include_slow, lowerings, passes)
+        print(report(result, lowerings, passes), flush=True)
 
 
 if __name__ == '__main__':

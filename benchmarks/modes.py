@@ -1,6 +1,7 @@
 """The conv lowering modes against each other: jaxconv's train step under each, interleaved.
 
     python benchmarks/modes.py --arch lenet,vgg11 [--modes heuristic,autotune] [--batch-size 128]
+    python benchmarks/modes.py --arch alexnet --modes heuristic --constant XLA_DX_MIN_CHANNELS=0
 
 For each arch, one compiled train step per mode (``jaxconv.conv_lowering.lowering``), timed
 interleaved as ``speed.py`` times its variants; compile time includes the autotuning of any
@@ -10,6 +11,7 @@ shape the cache does not hold yet. This is the evidence behind the default mode.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -35,7 +37,16 @@ def main(argv=None) -> dict:
         help='also time each mode with the weight gradient of every conv with C_in < C '
         '(not 1x1, not grouped) moved to im2col, chunked as cpu_plan chunks it (0: off)',
     )
+    ap.add_argument(
+        '--constant',
+        action='append',
+        default=[],
+        metavar='NAME=VALUE',
+        help="also time each mode with one of cpu_plan's thresholds (a conv_lowering constant) "
+        'set to VALUE: a rule measured against the rule as it is',
+    )
     args = ap.parse_args(argv)
+    constants = [_parse_constant(c) for c in args.constant]
     configure()
     import jax.numpy as jnp
 
@@ -64,6 +75,13 @@ def main(argv=None) -> dict:
                     step = jax_side.train_step(jax_side.build_model(arch, size), x, y)
                 compile_s[name] = (time.perf_counter() - t0, conv_autotune.STATS.seconds - tuned)
                 variants.append(Variant(name, step.run, args.batch_size))
+            for const, value in constants:
+                name = f'{mode}+{const}={value}'
+                t0, tuned = time.perf_counter(), conv_autotune.STATS.seconds
+                with conv_lowering.lowering(mode), _constant(const, value):
+                    step = jax_side.train_step(jax_side.build_model(arch, size), x, y)
+                compile_s[name] = (time.perf_counter() - t0, conv_autotune.STATS.seconds - tuned)
+                variants.append(Variant(name, step.run, args.batch_size))
         time_interleaved(variants, args.repeats)
         results[arch] = {v.name: v.images_per_s for v in variants}
         print(
@@ -76,6 +94,28 @@ def main(argv=None) -> dict:
             flush=True,
         )
     return results
+
+
+def _parse_constant(text: str) -> tuple[str, int]:
+    from jaxconv import conv_lowering as cl
+
+    name, _, value = text.partition('=')
+    if not (name.isupper() and hasattr(cl, name)) or not value.lstrip('-').isdigit():
+        raise SystemExit(f'--constant {text!r}: expected NAME=INTEGER, NAME one of conv_lowering')
+    return name, int(value)
+
+
+@contextlib.contextmanager
+def _constant(name: str, value: int):
+    """``conv_lowering.NAME`` set to ``value`` while a step is traced (cpu_plan reads it then)."""
+    from jaxconv import conv_lowering as cl
+
+    old = getattr(cl, name)
+    setattr(cl, name, value)
+    try:
+        yield
+    finally:
+        setattr(cl, name, old)
 
 
 def dw_im2col_table(calls, below: int) -> dict[str, str]:
