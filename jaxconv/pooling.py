@@ -153,16 +153,35 @@ def _max_pool_fwd(x, window, strides, pads):
     return y, (x, y)
 
 
+def _materialized(dy, firsts):
+    """``dy`` divided by the number of inputs each window's gradient goes to: exactly 1, so the
+    value is unchanged, bit for bit.
+
+    Why: XLA:CPU fuses a cheap producer into every consumer that reads it, and an overlapping
+    pool's gradient reads ``dy`` once per tap, so the whole elementwise chain that computes
+    ``dy`` (in DenseNet, a dense block's concat-slice and BatchNorm gradients) is recomputed
+    kh·kw times. A float divide is "expensive" to its fusion rules, which never duplicate an
+    expensive producer into a consumer that reuses its elements: ``dy`` is computed once.
+    ``optimization_barrier`` and identity control flow do not survive to fusion. A window
+    without a maximum (NaN input) selects nothing; the floor of 1 keeps its quotient finite.
+    """
+    count = functools.reduce(lax.add, [first.astype(dy.dtype) for first in firsts])
+    return dy / jnp.maximum(count, jnp.ones((), dy.dtype))
+
+
 def _max_pool_bwd(window, strides, pads, residuals, dy):
     x, y = residuals
     xp = _pad(x, pads, -jnp.inf)
     taken = jnp.zeros(y.shape, bool)
-    zero = jnp.zeros((), dy.dtype)
-    cotangents = []
+    firsts = []
     for v in _tap_views(xp, window, strides):  # torch's scan order: the first maximum wins
         first = (v == y) & ~taken
         taken = taken | first
-        cotangents.append(jnp.where(first, dy, zero))
+        firsts.append(first)
+    if len(firsts) > 1 and not _tiles(window, strides):  # strided views: each tap re-reads dy
+        dy = _materialized(dy, firsts)
+    zero = jnp.zeros((), dy.dtype)
+    cotangents = [jnp.where(first, dy, zero) for first in firsts]
     if _tiles(window, strides):
         kh, kw = window
         rows = [jnp.stack(cotangents[i * kw : (i + 1) * kw], axis=3) for i in range(kh)]
