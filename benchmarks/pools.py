@@ -2,10 +2,12 @@
 
     python benchmarks/pools.py --arch alexnet,googlenet,densenet [--batch-size 128]
 
-For each arch, two compiled train steps in one process: one with jaxconv's pools, one with
-the pools that ``reduce_window`` gives (XLA's ``select_and_scatter`` max-pool gradient and
-its reduce_window sum pool), timed interleaved as ``speed.py`` times its variants. This is
-the evidence for ``jaxconv.pooling``; the ``reduce_window`` forms live here only.
+For each arch, three compiled train steps in one process, timed interleaved as ``speed.py``
+times its variants: jaxconv's pools ('views'); the same with the overlapping max pool's
+gradient reading ``dy`` as XLA fuses it ('views_dy_fused': ``pooling._materialized`` made
+the identity, so XLA:CPU fuses dy's producers into every tap); and the pools that
+``reduce_window`` gives (XLA's ``select_and_scatter`` max-pool gradient and its reduce_window
+sum pool). This is the evidence for ``jaxconv.pooling``; the other forms live here only.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def reduce_window_sum_pool(x, window, strides, pads):
 
 
 @contextlib.contextmanager
+def dy_fused_pools():
+    """jaxconv's pools, but the max-pool gradient's ``dy`` left for XLA to fuse into each tap."""
+    with mock.patch('jaxconv.pooling._materialized', lambda dy, firsts: dy):
+        yield
+
+
+@contextlib.contextmanager
 def reduce_window_pools():
     """Trace jaxconv's pool layers with ``reduce_window`` instead of ``jaxconv.pooling``."""
     with (
@@ -78,6 +87,7 @@ def main(argv=None) -> dict:
         variants = []
         for name, context in (
             ('views', contextlib.nullcontext),
+            ('views_dy_fused', dy_fused_pools),
             ('reduce_window', reduce_window_pools),
         ):
             with context():
@@ -85,12 +95,16 @@ def main(argv=None) -> dict:
             variants.append(Variant(name, step.run, args.batch_size))
         time_interleaved(variants, args.repeats)
         results[arch] = {v.name: v.images_per_s for v in variants}
-        views, rw = variants
+        views = variants[0]
         print(
-            f'{arch} ({size}², batch {args.batch_size}): views {views.images_per_s:.0f} img/s '
-            f'(spread {views.spread:.2f}), reduce_window {rw.images_per_s:.0f} img/s '
-            f'(spread {rw.spread:.2f}), views ÷ reduce_window '
-            f'{views.images_per_s / rw.images_per_s:.2f}',
+            f'{arch} ({size}², batch {args.batch_size}): '
+            + ', '.join(
+                f'{v.name} {v.images_per_s:.0f} img/s (spread {v.spread:.2f})' for v in variants
+            )
+            + ''.join(
+                f', views ÷ {v.name} {views.images_per_s / v.images_per_s:.2f}'
+                for v in variants[1:]
+            ),
             flush=True,
         )
     return results

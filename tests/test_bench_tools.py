@@ -3,10 +3,14 @@ timed: the figures themselves belong in benchmarks/README.md)."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from benchmarks import conv_layers, modes
+from benchmarks import conv_layers, modes, pools
 from jaxconv import conv_lowering as cl
+from jaxconv import layers as L
 
 
 def test_conv_layers_times_only_the_chosen_passes_and_lowerings(capsys):
@@ -43,3 +47,18 @@ def test_modes_times_a_variant_per_constant():
     )
     assert set(results['lenet']) == {'heuristic', 'heuristic+S2D_MAX_CHANNELS=0'}
     assert all(v > 0 for v in results['lenet'].values())
+
+
+def test_pools_dy_fused_variant_changes_the_program_not_the_gradient():
+    pool = L.MaxPool2d(3, 2, 1)
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 3, (2, 9, 9, 4)), jnp.float32)
+
+    def grad_and_hlo():
+        f = jax.jit(jax.grad(lambda x: (pool(x) * jnp.arange(4.0)).sum()))
+        return np.asarray(f(x)), f.lower(x).as_text()
+
+    g, hlo = grad_and_hlo()
+    with pools.dy_fused_pools():
+        g_fused, hlo_fused = grad_and_hlo()
+    assert 'divide' in hlo and 'divide' not in hlo_fused
+    np.testing.assert_array_equal(g, g_fused)
