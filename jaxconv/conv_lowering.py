@@ -482,6 +482,7 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     | 1×1, no padding, not grouped           | matmul  | matmul                 | matmul      |
     | grouped                                | grouped | grouped                | grouped     |
     | an input or output map of 2×2 or less  | small   | small                  | small/large |
+    | a kernel wider than the input map      | small   | small                  | XLA         |
     | stride 1, C_in and C_out < S2D_MAX_CH. | s2d     | s2d                    | XLA/large   |
     | output map of 4×4 or less              | XLA     | small                  | small       |
     | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA                    | XLA         |
@@ -508,6 +509,8 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(*(Pass('grouped'),) * 3)
     if min(oh, ow, h, wd) <= 2:  # XLA's conv is 100x off its fast path here
         return Plan(small, small, small_or_large)
+    if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > wd:  # taps that see only padding:
+        return Plan(small, small, xla)  # XLA's forward and dx leave the fast path, not its dW
     if spec.stride == (1, 1) and max(cin, w_shape[-1]) < S2D_MAX_CHANNELS:
         s2d = Pass('s2d')  # LeNet's first conv; its dW stays on XLA's convolution
         return Plan(s2d, s2d, xla if view_bytes < SMALL_VIEW_BYTES else large)

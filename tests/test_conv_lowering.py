@@ -110,6 +110,20 @@ def test_cpu_plan_avoids_xla_convolution_on_tiny_maps():
     )
 
 
+def test_cpu_plan_keeps_kernels_wider_than_the_map_off_xla_forward_and_dx():
+    # GoogLeNet's 5x5 branch on a 4x4 map, and a 7x7 kernel on 6x6: XLA's forward and dx leave
+    # their fast path when taps see only padding; a 5x5 kernel on a 5x5 map does not.
+    same5, same7 = cl.ConvSpec((1, 1), (2, 2), (1, 1), 1), cl.ConvSpec((1, 1), (3, 3), (1, 1), 1)
+    for x, w, spec in (
+        ((128, 4, 4, 32), (5, 5, 32, 96), same5),
+        ((8, 6, 6, 32), (7, 7, 32, 96), same7),
+    ):
+        plan = cl.cpu_plan(x, w, spec)
+        assert plan.fwd.lowering != 'xla' and plan.dx.lowering != 'xla', plan
+        assert plan.dw == cl.Pass('xla'), plan
+    assert cl.cpu_plan((128, 5, 5, 32), (5, 5, 32, 96), same5).fwd == cl.Pass('xla')
+
+
 def test_chunks_divide_the_batch_and_respect_the_budget():
     assert cl._chunk(128, 1.0, 1e9) is None  # fits whole: no chunking
     assert cl._chunk(128, 3 * 2**20, 8 * 2**20) == 2
