@@ -509,7 +509,7 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(*(Pass('grouped'),) * 3)
     if min(oh, ow, h, wd) <= 2:  # XLA's conv is 100x off its fast path here
         return Plan(small, small, small_or_large)
-    if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > wd:  # taps that see only padding:
+    if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > wd:  # every window reaches into padding:
         return Plan(small, small, xla)  # XLA's forward and dx leave the fast path, not its dW
     if spec.stride == (1, 1) and max(cin, w_shape[-1]) < S2D_MAX_CHANNELS:
         s2d = Pass('s2d')  # LeNet's first conv; its dW stays on XLA's convolution

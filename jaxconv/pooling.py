@@ -178,11 +178,12 @@ def _max_pool_bwd(window, strides, pads, residuals, dy):
         first = (v == y) & ~taken
         taken = taken | first
         firsts.append(first)
-    if len(firsts) > 1 and not _tiles(window, strides):  # strided views: each tap re-reads dy
+    tiles = _tiles(window, strides)
+    if len(firsts) > 1 and not tiles:  # strided views: each tap re-reads dy
         dy = _materialized(dy, firsts)
     zero = jnp.zeros((), dy.dtype)
     cotangents = [jnp.where(first, dy, zero) for first in firsts]
-    if _tiles(window, strides):
+    if tiles:
         kh, kw = window
         rows = [jnp.stack(cotangents[i * kw : (i + 1) * kw], axis=3) for i in range(kh)]
         dxp = _untile(jnp.stack(rows, axis=2), xp.shape)

@@ -112,7 +112,7 @@ def test_cpu_plan_avoids_xla_convolution_on_tiny_maps():
 
 def test_cpu_plan_keeps_kernels_wider_than_the_map_off_xla_forward_and_dx():
     # GoogLeNet's 5x5 branch on a 4x4 map, and a 7x7 kernel on 6x6: XLA's forward and dx leave
-    # their fast path when taps see only padding; a 5x5 kernel on a 5x5 map does not.
+    # their fast path when the kernel is larger than the map; a 5x5 kernel on 5x5 does not.
     same5, same7 = cl.ConvSpec((1, 1), (2, 2), (1, 1), 1), cl.ConvSpec((1, 1), (3, 3), (1, 1), 1)
     for x, w, spec in (
         ((128, 4, 4, 32), (5, 5, 32, 96), same5),
