@@ -28,6 +28,9 @@ def main(argv=None) -> dict:
     ap.add_argument('--arch', default='lenet,vgg11,resnet18')
     ap.add_argument('--modes', default='heuristic,autotune')
     ap.add_argument('--batch-size', type=int, default=128)
+    ap.add_argument(
+        '--image-size', type=int, default=32, help="raised to an arch's minimum where it is larger"
+    )
     ap.add_argument('--repeats', type=int, default=7)
     ap.add_argument(
         '--dw-im2col-below',
@@ -57,7 +60,7 @@ def main(argv=None) -> dict:
 
     results = {}
     for arch in args.arch.split(','):
-        size = max(32, min_image_size(arch))
+        size = max(args.image_size, min_image_size(arch))
         x, y = jax_side.random_batch(args.batch_size, size)
         x, y = jnp.asarray(x), jnp.asarray(y)
         variants, compile_s = [], {}

@@ -107,6 +107,7 @@ PATCH_BUDGET_BYTES = 8 * 2**20  # an im2col patch-matrix chunk for dW on large m
 SMALL_VIEW_BYTES = 4 * 2**20  # one tap's view of the input: "small problem" below this
 TAPS_MIN_CHANNELS = 64  # per-tap matmuls need K = C_in at least this wide
 S2D_MAX_CHANNELS = 16  # below this many channels in and out, Eigen's conv cannot block them
+XLA_DX_MIN_CHANNELS = 128  # a stride-1 widening conv's dx leaves XLA below this many C_in
 
 
 class ConvCall(NamedTuple):
@@ -516,9 +517,14 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(s2d, s2d, xla if view_bytes < SMALL_VIEW_BYTES else large)
     if min(oh, ow) <= 4:
         return Plan(xla, small, small)
-    if view_bytes < SMALL_VIEW_BYTES:
-        return Plan(xla, xla, xla)
-    return Plan(xla, xla, large)
+    if view_bytes >= SMALL_VIEW_BYTES:
+        return Plan(xla, xla, large)
+    # XLA's dx writes C_in channels; when they are fewer than C_out and narrow, it runs far
+    # below its matmul rate (benchmarks/README.md).
+    widening = spec.stride == (1, 1) and S2D_MAX_CHANNELS <= cin < min(
+        w_shape[-1], XLA_DX_MIN_CHANNELS
+    )
+    return Plan(xla, small if widening else xla, xla)
 
 
 # --------------------------------------------------------------------------------------------

@@ -124,6 +124,26 @@ def test_cpu_plan_keeps_kernels_wider_than_the_map_off_xla_forward_and_dx():
     assert cl.cpu_plan((128, 5, 5, 32), (5, 5, 32, 96), same5).fwd == cl.Pass('xla')
 
 
+def test_cpu_plan_moves_a_widening_convs_input_gradient_off_xla_on_small_maps():
+    # AlexNet/NiN's 7x7x96->256 5x5 and GoogLeNet's 8x8x64->192 3x3: XLA's dx writes the few
+    # C_in channels slowly; the forward and dW stay on XLA.
+    same5, same3 = cl.ConvSpec((1, 1), (2, 2), (1, 1), 1), cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
+    for x, w, spec in (
+        ((128, 7, 7, 96), (5, 5, 96, 256), same5),
+        ((128, 8, 8, 64), (3, 3, 64, 192), same3),
+    ):
+        assert cl.cpu_plan(x, w, spec) == cl.Plan(cl.Pass('xla'), cl.Pass('taps'), cl.Pass('xla'))
+    xla_dx = (
+        ((128, 8, 8, 64), (3, 3, 64, 64), same3),  # not widening (ResNet-18)
+        ((128, 8, 8, 128), (3, 3, 128, 256), same3),  # C_in >= XLA_DX_MIN_CHANNELS
+        ((128, 16, 16, 64), (3, 3, 64, 128), same3),  # a large map (VGG-11): measured slower
+        ((128, 16, 16, 6), (5, 5, 6, 16), cl.ConvSpec((1, 1), (0, 0), (1, 1), 1)),  # LeNet
+        ((128, 16, 16, 64), (3, 3, 64, 128), cl.ConvSpec((2, 2), (1, 1), (1, 1), 1)),  # strided
+    )
+    for x, w, spec in xla_dx:
+        assert cl.cpu_plan(x, w, spec).dx == cl.Pass('xla'), (x, w, spec)
+
+
 def test_chunks_divide_the_batch_and_respect_the_budget():
     assert cl._chunk(128, 1.0, 1e9) is None  # fits whole: no chunking
     assert cl._chunk(128, 3 * 2**20, 8 * 2**20) == 2
