@@ -482,10 +482,10 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     |----------------------------------------|---------|------------------------|-------------|
     | 1×1, no padding, not grouped           | matmul  | matmul                 | matmul      |
     | grouped                                | grouped | grouped                | grouped     |
-    | an input or output map of 2×2 or less  | small   | small                  | small/large |
+    | an input or output map of 2×2 or less  | im2col  | im2col                 | small/large |
     | a kernel wider than the input map      | small   | small                  | XLA         |
     | stride 1, C_in and C_out < S2D_MAX_CH. | s2d     | s2d                    | XLA/large   |
-    | output map of 4×4 or less              | XLA     | small                  | small       |
+    | output map of 4×4 or less              | XLA     | small                  | XLA         |
     | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA                    | XLA         |
     | otherwise (large maps)                 | XLA     | XLA                    | large       |
 
@@ -508,15 +508,16 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     xla = Pass('xla')
     if spec.groups > 1:  # Eigen loops over the groups; one batched matmul over them does not
         return Plan(*(Pass('grouped'),) * 3)
-    if min(oh, ow, h, wd) <= 2:  # XLA's conv is 100x off its fast path here
-        return Plan(small, small, small_or_large)
+    if min(oh, ow, h, wd) <= 2:  # XLA's conv is 100x off its fast path here; with 4 or fewer
+        im2col = Pass('im2col')  # positions per image, one matmul over all live taps beats a
+        return Plan(im2col, im2col, small_or_large)  # matmul per tap, even at wide C_in
     if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > wd:  # every window reaches into padding:
         return Plan(small, small, xla)  # XLA's forward and dx leave the fast path, not its dW
     if spec.stride == (1, 1) and max(cin, w_shape[-1]) < S2D_MAX_CHANNELS:
         s2d = Pass('s2d')  # LeNet's first conv; its dW stays on XLA's convolution
         return Plan(s2d, s2d, xla if view_bytes < SMALL_VIEW_BYTES else large)
-    if min(oh, ow) <= 4:
-        return Plan(xla, small, small)
+    if min(oh, ow) <= 4:  # XLA's dW (a reduction over N·H·W) keeps its fast path; its dx not
+        return Plan(xla, small, xla)
     if view_bytes >= SMALL_VIEW_BYTES:
         return Plan(xla, xla, large)
     # XLA's dx writes C_in channels; when they are fewer than C_out and narrow, it runs far

@@ -110,6 +110,19 @@ def test_cpu_plan_avoids_xla_convolution_on_tiny_maps():
     )
 
 
+def test_cpu_plan_runs_tiny_maps_as_one_im2col_matmul_and_4x4_weight_gradients_on_xla():
+    # Measured in interleaved train-step A/Bs (benchmarks/README.md, AMD EPYC 2026-12-05): on
+    # 2x2 and 1x1 maps one im2col matmul beats per-tap matmuls even at C_in >= 64; on 4x4 maps
+    # XLA's weight gradient beats both matmul lowerings, while its input gradient does not.
+    spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
+    for shape in ((128, 2, 2, 128), (128, 1, 1, 512)):
+        plan = cl.cpu_plan(shape, (3, 3, shape[-1], 256), spec)
+        assert plan.fwd == plan.dx == cl.Pass('im2col'), plan
+        assert plan.dw.lowering != 'xla', plan
+    plan = cl.cpu_plan((128, 4, 4, 96), (3, 3, 96, 128), spec)
+    assert plan == cl.Plan(cl.Pass('xla'), cl.Pass('taps'), cl.Pass('xla')), plan
+
+
 def test_cpu_plan_keeps_kernels_wider_than_the_map_off_xla_forward_and_dx():
     # GoogLeNet's 5x5 branch on a 4x4 map, and a 7x7 kernel on 6x6: XLA's forward and dx leave
     # their fast path when the kernel is larger than the map; a 5x5 kernel on 5x5 does not.
