@@ -108,6 +108,7 @@ SMALL_VIEW_BYTES = 4 * 2**20  # one tap's view of the input: "small problem" bel
 TAPS_MIN_CHANNELS = 64  # per-tap matmuls need K = C_in at least this wide
 S2D_MAX_CHANNELS = 16  # below this many channels in and out, Eigen's conv cannot block them
 XLA_DX_MIN_CHANNELS = 128  # a stride-1 widening conv's dx leaves XLA below this many C_in
+IM2COL_DW_MIN_COUT = 64  # im2col's dW matmul has C_out columns; narrower, XLA's dW is faster
 
 
 class ConvCall(NamedTuple):
@@ -486,8 +487,12 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     | a kernel wider than the input map      | small   | small                  | XLA         |
     | stride 1, C_in and C_out < S2D_MAX_CH. | s2d     | s2d                    | XLA/large   |
     | output map of 4×4 or less              | XLA     | small                  | XLA         |
-    | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA                    | XLA         |
-    | otherwise (large maps)                 | XLA     | XLA                    | large       |
+    | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA [2]                | XLA         |
+    | otherwise (large maps)                 | XLA     | XLA                    | large [1]   |
+
+    [1] XLA when C_out < IM2COL_DW_MIN_COUT.
+    [2] small for a stride-1 widening conv: S2D_MAX_CHANNELS <= C_in < min(C_out,
+        XLA_DX_MIN_CHANNELS).
 
     "s2d" is space-to-depth (``conv_s2d``): 2×2 output blocks on channels, so that a conv
     with a few channels becomes XLA's convolution on many. "small" is per-tap matmuls when
@@ -518,8 +523,8 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(s2d, s2d, xla if view_bytes < SMALL_VIEW_BYTES else large)
     if min(oh, ow) <= 4:  # XLA's dW (a reduction over N·H·W) keeps its fast path; its dx not
         return Plan(xla, small, xla)
-    if view_bytes >= SMALL_VIEW_BYTES:
-        return Plan(xla, xla, large)
+    if view_bytes >= SMALL_VIEW_BYTES:  # DenseNet's growth-32 convs keep XLA's dW
+        return Plan(xla, xla, large if w_shape[-1] >= IM2COL_DW_MIN_COUT else xla)
     # XLA's dx writes C_in channels; when they are fewer than C_out and narrow, it runs far
     # below its matmul rate (benchmarks/README.md).
     widening = spec.stride == (1, 1) and S2D_MAX_CHANNELS <= cin < min(

@@ -123,6 +123,20 @@ def test_cpu_plan_runs_tiny_maps_as_one_im2col_matmul_and_4x4_weight_gradients_o
     assert plan == cl.Plan(cl.Pass('xla'), cl.Pass('taps'), cl.Pass('xla')), plan
 
 
+def test_cpu_plan_keeps_xla_weight_gradients_for_narrow_outputs_on_large_views():
+    # Measured in interleaved train-step A/Bs (benchmarks/README.md, AMD EPYC 2026-12-06):
+    # DenseNet's 8x8x128->32 and 8x8x160->32 at batch 128 (a 4 MB view) train faster with
+    # XLA's dW than with chunked im2col, whose matmul has only C_out = 32 columns; at C_out = 64
+    # (ResNet-18 at 64x64) chunked im2col stays faster.
+    spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
+    for cin in (128, 160):
+        plan = cl.cpu_plan((128, 8, 8, cin), (3, 3, cin, 32), spec)
+        assert plan == cl.Plan(cl.Pass('xla'), cl.Pass('xla'), cl.Pass('xla')), plan
+    for x, w in (((128, 16, 16, 64), (3, 3, 64, 64)), ((128, 8, 8, 128), (3, 3, 128, 256))):
+        plan = cl.cpu_plan(x, w, spec)
+        assert plan.dw.lowering == 'im2col' and plan.dw.chunk is not None, plan
+
+
 def test_cpu_plan_keeps_kernels_wider_than_the_map_off_xla_forward_and_dx():
     # GoogLeNet's 5x5 branch on a 4x4 map, and a 7x7 kernel on 6x6: XLA's forward and dx leave
     # their fast path when the kernel is larger than the map; a 5x5 kernel on 5x5 does not.
