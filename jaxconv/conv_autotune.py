@@ -176,7 +176,7 @@ def candidates(x_shape, w_shape, spec: cl.ConvSpec, pass_: str) -> list[cl.Pass]
     Left out: XLA's forward and dx on maps of 2×2 or less, which fall off Eigen's spatial
     convolution path on every CPU (one call takes seconds); ``taps`` where it is ``im2col``
     (a single live tap); ``direct`` beyond a few channels; ``grouped`` without groups; ``s2d``
-    beyond a few input channels or on those tiny maps.
+    beyond a few input channels or on those tiny maps; ``banded`` beyond a few input channels.
     """
     n, hw, ohw, cin, cout, taps = _geometry(x_shape, w_shape, spec)
     out = []
@@ -191,6 +191,8 @@ def candidates(x_shape, w_shape, spec: cl.ConvSpec, pass_: str) -> list[cl.Pass]
         out.append(cl.Pass('grouped'))
     if min(*hw, *ohw) > 2 and cin < cl.S2D_MAX_CHANNELS:  # an XLA conv inside, on many channels
         out.append(cl.Pass('s2d'))
+    if spec.groups == 1 and cin < cl.S2D_MAX_CHANNELS:  # a banded matmul widens K and N
+        out.append(cl.Pass('banded'))
     return out
 
 

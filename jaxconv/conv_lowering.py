@@ -16,6 +16,9 @@ fast for its shape (``plan``):
   * ``'s2d'``: space-to-depth, blocks of pixels stacked on channels, then XLA's convolution:
     for convolutions with a few channels in and out (LeNet's first), which Eigen runs far
     below its speed on wide ones;
+  * ``'banded'``: the kernel's width written out as a banded matrix, so that each block of
+    output columns is one matmul over kh input rows (K = kh·window·C_in, N = block·C_out): a
+    conv with a few channels in (LeNet's second) gets matmul-wide K and N;
   * ``'direct'`` (shifted multiply-adds) and ``'grouped'`` (one batched matmul over groups).
 Taps that only ever read padding are dropped (a 3×3 conv on a 1×1 map is one matmul with the
 centre tap), which is exact: those products are all zeros.
@@ -49,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-LOWERINGS = ('xla', 'im2col', 'taps', 'direct', 'grouped', 's2d')
+LOWERINGS = ('xla', 'im2col', 'taps', 'direct', 'grouped', 's2d', 'banded')
 MODES = ('autotune', 'heuristic', *LOWERINGS)
 #: The environment variable that sets the mode for a process (a ``lowering`` block overrides it).
 MODE_ENV = 'JAXCONV_CONV_LOWERING'
@@ -109,6 +112,8 @@ TAPS_MIN_CHANNELS = 64  # per-tap matmuls need K = C_in at least this wide
 S2D_MAX_CHANNELS = 16  # below this many channels in and out, Eigen's conv cannot block them
 XLA_DX_MIN_CHANNELS = 128  # a stride-1 widening conv's dx leaves XLA below this many C_in
 IM2COL_DW_MIN_COUT = 64  # im2col's dW matmul has C_out columns; narrower, XLA's dW is faster
+BANDED_COLUMNS = 64  # a banded matmul's N (block width x C_out) is at least about this wide
+BANDED_MAX_COUT = 64  # from this many C_out, one output column already fills a matmul's N
 
 
 class ConvCall(NamedTuple):
@@ -384,6 +389,48 @@ def conv_s2d(x, w, spec: ConvSpec):
     return y.reshape(n, obh * b, obw * b, co)[:, :oh, :ow]
 
 
+def banded_block(out_width: int, cout: int) -> int:
+    """Output columns per banded block: as few blocks as keep N = block·C_out near
+    BANDED_COLUMNS, since each block's input window repeats the kernel's overlap."""
+    blocks = max(1, out_width * cout // BANDED_COLUMNS)
+    return -(-out_width // blocks)
+
+
+def conv_banded(x, w, spec: ConvSpec):
+    """The width axis as a banded (Toeplitz) matrix: out[.., b·B + j, o] = sum over kernel
+    rows i and a window of input columns a of x[.., b·B·s + a, c] · T[i, a, c, j, o], where T
+    holds w[i, k, c, o] at a = j·s + k·d and exact zeros elsewhere. So the conv is one matmul
+    with K = kh·window·C_in and N = B·C_out, wide even for LeNet's 6 -> 16, at the cost of the
+    zeros (window/kw of the work); its transposes give dx and dW."""
+    w = _dense_weight(w, spec.groups)
+    n, h, wd, c = x.shape
+    kh, kw, _, co = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
+    block = banded_block(ow, co)
+    blocks = -(-ow // block)
+    step = block * sw  # input columns between two blocks' windows
+    window = (block - 1) * sw + (kw - 1) * dw + 1
+    reach = -(-window // step)  # how many blocks' worth of columns a window spans
+    width = (blocks + reach - 1) * step
+    x = lax.optimization_barrier(x)  # read by every kernel row: materialise its producer once
+    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, max(0, width - wd - pw)), (0, 0)))
+    rows = []
+    for i in range(kh):
+        xr = lax.slice_in_dim(xp, i * dh, i * dh + sh * (oh - 1) + 1, sh, axis=1)
+        parts = [
+            xr[:, :, q * step : (q + blocks) * step].reshape(n, oh, blocks, step, c)
+            for q in range(reach)
+        ]
+        rows.append((parts[0] if reach == 1 else jnp.concatenate(parts, axis=3))[:, :, :, :window])
+    patches = jnp.stack(rows, axis=3).reshape(n * oh * blocks, kh * window * c)
+    a, j, k = np.arange(window)[None, :, None], np.arange(block)[None, None, :], np.arange(kw)
+    band = jnp.asarray(a == j * sw + k[:, None, None] * dw, w.dtype)  # (kw, window, block)
+    t = jnp.einsum('ikco,kaj->iacjo', w, band).reshape(kh * window * c, block * co)
+    y = (patches @ t).reshape(n, oh, blocks * block, co)
+    return y[:, :, :ow]
+
+
 _IMPLS = {
     'xla': conv_xla,
     'im2col': conv_im2col,
@@ -391,6 +438,7 @@ _IMPLS = {
     'direct': conv_direct,
     'grouped': conv_grouped,
     's2d': conv_s2d,
+    'banded': conv_banded,
 }
 
 
@@ -486,6 +534,8 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     | an input or output map of 2×2 or less  | im2col  | im2col                 | small/large |
     | a kernel wider than the input map      | small   | small                  | XLA         |
     | stride 1, C_in and C_out < S2D_MAX_CH. | s2d     | s2d                    | XLA/large   |
+    | stride 1, C_in < S2D_MAX_CH., C_out <  | banded  | banded                 | banded      |
+    | BANDED_MAX_COUT                        |         |                        |             |
     | output map of 4×4 or less              | XLA     | small                  | XLA         |
     | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA [2]                | XLA         |
     | otherwise (large maps)                 | XLA     | XLA                    | large [1]   |
@@ -521,6 +571,10 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     if spec.stride == (1, 1) and max(cin, w_shape[-1]) < S2D_MAX_CHANNELS:
         s2d = Pass('s2d')  # LeNet's first conv; its dW stays on XLA's convolution
         return Plan(s2d, s2d, xla if view_bytes < SMALL_VIEW_BYTES else large)
+    if spec.stride == (1, 1) and cin < S2D_MAX_CHANNELS and w_shape[-1] < BANDED_MAX_COUT:
+        # LeNet's second conv (6 -> 16): XLA's dx there runs 5x below the banded matmul
+        banded = Pass('banded')
+        return Plan(banded, banded, banded)
     if min(oh, ow) <= 4:  # XLA's dW (a reduction over N·H·W) keeps its fast path; its dx not
         return Plan(xla, small, xla)
     if view_bytes >= SMALL_VIEW_BYTES:  # DenseNet's growth-32 convs keep XLA's dW

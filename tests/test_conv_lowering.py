@@ -40,6 +40,7 @@ PLANS = [
     cl.Plan(cl.Pass('direct'), cl.Pass('grouped', 1), cl.Pass('direct')),
     cl.Plan(cl.Pass('grouped'), cl.Pass('direct', 1), cl.Pass('grouped', 1)),
     cl.Plan(cl.Pass('s2d'), cl.Pass('s2d', 1), cl.Pass('s2d')),
+    cl.Plan(cl.Pass('banded'), cl.Pass('banded', 1), cl.Pass('banded')),
 ]
 
 
@@ -164,11 +165,13 @@ def test_cpu_plan_moves_a_widening_convs_input_gradient_off_xla_on_small_maps():
         ((128, 8, 8, 64), (3, 3, 64, 64), same3),  # not widening (ResNet-18)
         ((128, 8, 8, 128), (3, 3, 128, 256), same3),  # C_in >= XLA_DX_MIN_CHANNELS
         ((128, 16, 16, 64), (3, 3, 64, 128), same3),  # a large map (VGG-11): measured slower
-        ((128, 16, 16, 6), (5, 5, 6, 16), cl.ConvSpec((1, 1), (0, 0), (1, 1), 1)),  # LeNet
         ((128, 16, 16, 64), (3, 3, 64, 128), cl.ConvSpec((2, 2), (1, 1), (1, 1), 1)),  # strided
     )
     for x, w, spec in xla_dx:
         assert cl.cpu_plan(x, w, spec).dx == cl.Pass('xla'), (x, w, spec)
+    # LeNet's 6 -> 16, where per-tap and im2col dx measured slower, takes the banded matmul
+    lenet = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 16), cl.ConvSpec((1, 1), (0, 0), (1, 1), 1))
+    assert lenet.dx == cl.Pass('banded')
 
 
 def test_chunks_divide_the_batch_and_respect_the_budget():
@@ -315,7 +318,7 @@ def test_candidates_leave_out_what_cannot_win_and_add_the_new_lowerings():
     lenet = conv_autotune.candidates(
         (128, 28, 28, 1), (5, 5, 1, 6), cl.ConvSpec((1, 1), (2, 2), (1, 1), 1), 'fwd'
     )
-    assert cl.Pass('direct') in lenet and cl.Pass('s2d') in lenet
+    assert cl.Pass('direct') in lenet and cl.Pass('s2d') in lenet and cl.Pass('banded') in lenet
     grouped = conv_autotune.candidates(
         (8, 8, 8, 64), (3, 3, 2, 64), cl.ConvSpec((1, 1), (1, 1), (1, 1), 32), 'dw'
     )
@@ -365,6 +368,26 @@ def test_cpu_plan_moves_few_channel_convs_to_space_to_depth():
     assert cl.Pass('s2d') not in vgg_stem  # 64 output channels: Eigen blocks those already
     strided = cl.cpu_plan((128, 32, 32, 3), (5, 5, 3, 6), cl.ConvSpec((2, 2), (2, 2), (1, 1), 1))
     assert cl.Pass('s2d') not in strided  # measured on stride 1 only
+
+
+def test_cpu_plan_moves_few_input_channel_convs_to_the_banded_matmul():
+    valid = cl.ConvSpec((1, 1), (0, 0), (1, 1), 1)
+    lenet_second = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 16), valid)
+    assert lenet_second == cl.Plan(*(cl.Pass('banded'),) * 3), lenet_second
+    wide = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 64), valid)
+    assert cl.Pass('banded') not in wide  # one output column already fills the matmul's N
+    strided = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 16), cl.ConvSpec((2, 2), (0, 0), (1, 1), 1))
+    assert cl.Pass('banded') not in strided  # measured on stride 1 only
+
+
+def test_banded_blocks_keep_the_matmul_wide_and_cover_every_output_column():
+    assert cl.banded_block(12, 16) == 4  # LeNet's second conv: 3 blocks, N = 64
+    assert cl.banded_block(5, 6) == 5  # narrower than BANDED_COLUMNS: one block
+    assert cl.banded_block(32, 64) == 1  # wide C_out: one column per block (im2col over rows)
+    for width in range(1, 40):
+        for cout in (1, 6, 16, 63):
+            block = cl.banded_block(width, cout)
+            assert 1 <= block <= width and -(-width // block) * block < width + block
 
 
 def test_space_to_depth_blocks_hold_each_kernel_tap_once_per_output_phase():
