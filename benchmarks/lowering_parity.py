@@ -9,7 +9,8 @@ The parity tests run at the small batches of ``parity.pair`` profiles, where ``c
 mostly picks its small-problem branches. ``every-branch`` sets its thresholds so that the
 same small shapes take the large-map branches too: dW by im2col in batch chunks of one image,
 per-tap matmuls wherever "small" applies. ``xla`` / ``im2col`` / ``taps`` / ``direct`` /
-``grouped`` / ``s2d`` / ``banded`` force one lowering for every pass of every conv. For each arch:
+``grouped`` / ``s2d`` / ``banded`` / ``col2im`` force one lowering for every pass of every
+conv. For each arch:
 eval-mode forward in float32 and float64, and for the ``--grads`` archs the loss and every
 parameter gradient in train mode, with the parity harness's own bounds (``parity.compare``).
 A plan is read when a model is traced, hence one configuration per process.
@@ -24,7 +25,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CONFIGS = ('auto', 'every-branch', 'xla', 'im2col', 'taps', 'direct', 'grouped', 's2d', 'banded')
+CONFIGS = (
+    'auto',
+    'every-branch',
+    'xla',
+    'im2col',
+    'taps',
+    'direct',
+    'grouped',
+    's2d',
+    'banded',
+    'col2im',
+)
 DEFAULT_GRADS = 'vgg11,resnet18,resnext,googlenet,densenet,alexnet,nin,lenet'
 
 

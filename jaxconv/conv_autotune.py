@@ -176,7 +176,8 @@ def candidates(x_shape, w_shape, spec: cl.ConvSpec, pass_: str) -> list[cl.Pass]
     Left out: XLA's forward and dx on maps of 2×2 or less, which fall off Eigen's spatial
     convolution path on every CPU (one call takes seconds); ``taps`` where it is ``im2col``
     (a single live tap); ``direct`` beyond a few channels; ``grouped`` without groups; ``s2d``
-    beyond a few input channels or on those tiny maps; ``banded`` beyond a few input channels.
+    beyond a few input channels or on those tiny maps; ``banded`` beyond a few input channels;
+    ``col2im`` unless the conv is stride 1 with fewer channels out than in.
     """
     n, hw, ohw, cin, cout, taps = _geometry(x_shape, w_shape, spec)
     out = []
@@ -193,6 +194,9 @@ def candidates(x_shape, w_shape, spec: cl.ConvSpec, pass_: str) -> list[cl.Pass]
         out.append(cl.Pass('s2d'))
     if spec.groups == 1 and cin < cl.S2D_MAX_CHANNELS:  # a banded matmul widens K and N
         out.append(cl.Pass('banded'))
+    products = n * hw[0] * hw[1] * taps * cout * 4
+    if taps > 1 and spec.stride == (1, 1) and cout < cin and products <= cl.COL2IM_MAX_BYTES:
+        out.append(cl.Pass('col2im'))  # dy's patches narrower than x's
     return out
 
 

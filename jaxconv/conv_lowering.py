@@ -19,6 +19,9 @@ fast for its shape (``plan``):
   * ``'banded'``: the kernel's width written out as a banded matrix, so that each block of
     output columns is one matmul over kh input rows (K = kh·window·C_in, N = block·C_out): a
     conv with a few channels in (LeNet's second) gets matmul-wide K and N;
+  * ``'col2im'``: taps on the output side, one matmul of x with every tap's kernel, then the
+    tap products shifted and summed; its dW builds the patch matrix from dy, so a narrowing
+    conv (DenseNet's 160 -> 32) gathers C_out channels per tap where im2col gathers C_in;
   * ``'direct'`` (shifted multiply-adds) and ``'grouped'`` (one batched matmul over groups).
 Taps that only ever read padding are dropped (a 3×3 conv on a 1×1 map is one matmul with the
 centre tap), which is exact: those products are all zeros.
@@ -52,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-LOWERINGS = ('xla', 'im2col', 'taps', 'direct', 'grouped', 's2d', 'banded')
+LOWERINGS = ('xla', 'im2col', 'taps', 'direct', 'grouped', 's2d', 'banded', 'col2im')
 MODES = ('autotune', 'heuristic', *LOWERINGS)
 #: The environment variable that sets the mode for a process (a ``lowering`` block overrides it).
 MODE_ENV = 'JAXCONV_CONV_LOWERING'
@@ -114,6 +117,8 @@ XLA_DX_MIN_CHANNELS = 128  # a stride-1 widening conv's dx leaves XLA below this
 IM2COL_DW_MIN_COUT = 64  # im2col's dW matmul has C_out columns; narrower, XLA's dW is faster
 BANDED_COLUMNS = 64  # a banded matmul's N (block width x C_out) is at least about this wide
 BANDED_MAX_COUT = 64  # from this many C_out, one output column already fills a matmul's N
+COL2IM_MAX_COUT_PERCENT = 50  # col2im for a stride-1 conv with C_out <= this % of C_in ...
+COL2IM_MAX_BYTES = 16 * 2**20  # ... whose tap products (N·H·W·taps·C_out) fit in this
 
 
 class ConvCall(NamedTuple):
@@ -431,6 +436,36 @@ def conv_banded(x, w, spec: ConvSpec):
     return y[:, :, :ow]
 
 
+def conv_col2im(x, w, spec: ConvSpec):
+    """Taps on the output side: one matmul of the unpadded input with every live tap's
+    kernel side by side (K = C_in, N = taps·C_out), then each tap's slice of that product
+    shifted into place and summed (col2im). Its weight gradient is then x^T times the shifted
+    views of dy: the patch matrix is built from dy, so a conv with fewer channels out than in
+    (DenseNet's growth convs, 160 -> 32) builds a C_out-wide one instead of a C_in-wide one."""
+    w = _dense_weight(w, spec.groups)
+    n, h, wd, c = x.shape
+    kh, kw, _, co = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
+    rows, cols = _live_taps(h, kh, sh, ph, dh), _live_taps(wd, kw, sw, pw, dw)
+    taps = [(i, j) for i in rows for j in cols]
+    wl = jnp.moveaxis(_live_weight(w, rows, cols), 2, 0).reshape(c, len(taps) * co)
+    z = (x.reshape(-1, c) @ wl).reshape(n, h, wd, len(taps) * co)
+    # split, not slicing: its transpose is one concatenate of dy's shifted views
+    parts = jnp.split(z, len(taps), axis=-1) if len(taps) > 1 else [z]
+    y = None
+    for part, (i, j) in zip(parts, taps):
+        zp = jnp.pad(part, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        t = lax.slice(
+            zp,
+            (0, i * dh, j * dw, 0),
+            (n, i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1, co),
+            (1, sh, sw, 1),
+        )
+        y = t if y is None else y + t
+    return y
+
+
 _IMPLS = {
     'xla': conv_xla,
     'im2col': conv_im2col,
@@ -439,6 +474,7 @@ _IMPLS = {
     'grouped': conv_grouped,
     's2d': conv_s2d,
     'banded': conv_banded,
+    'col2im': conv_col2im,
 }
 
 
@@ -524,6 +560,23 @@ def chunked_im2col(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Pass:
     return Pass('im2col', _chunk(n, oh * ow * taps * cin * itemsize, PATCH_BUDGET_BYTES))
 
 
+def narrowing(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> bool:
+    """A stride-1 conv with at most COL2IM_MAX_COUT_PERCENT % of its input channels out, whose
+    col2im tap products fit COL2IM_MAX_BYTES: col2im then builds its patches from the narrow
+    dy, not the wide x."""
+    n, h, wd, cin = x_shape
+    kh, kw, _, cout = w_shape
+    taps = kh * kw
+    return (
+        spec.stride == (1, 1)
+        and spec.dilation == (1, 1)
+        and spec.groups == 1
+        and taps > 1
+        and 100 * cout <= COL2IM_MAX_COUT_PERCENT * cin
+        and n * h * wd * taps * cout * itemsize <= COL2IM_MAX_BYTES
+    )
+
+
 def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     """The CPU rules; the measurements behind them are in ``benchmarks/README.md``.
 
@@ -536,6 +589,7 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     | stride 1, C_in and C_out < S2D_MAX_CH. | s2d     | s2d                    | XLA/large   |
     | stride 1, C_in < S2D_MAX_CH., C_out <  | banded  | banded                 | banded      |
     | BANDED_MAX_COUT                        |         |                        |             |
+    | stride 1, C_out <= C_in / 2 (narrowing)| col2im  | col2im                 | col2im      |
     | output map of 4×4 or less              | XLA     | small                  | XLA         |
     | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA [2]                | XLA         |
     | otherwise (large maps)                 | XLA     | XLA                    | large [1]   |
@@ -575,6 +629,9 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         # LeNet's second conv (6 -> 16): XLA's dx there runs 5x below the banded matmul
         banded = Pass('banded')
         return Plan(banded, banded, banded)
+    if narrowing(x_shape, w_shape, spec, itemsize):  # DenseNet's growth convs (160 -> 32)
+        col2im = Pass('col2im')
+        return Plan(col2im, col2im, col2im)
     if min(oh, ow) <= 4:  # XLA's dW (a reduction over N·H·W) keeps its fast path; its dx not
         return Plan(xla, small, xla)
     if view_bytes >= SMALL_VIEW_BYTES:  # DenseNet's growth-32 convs keep XLA's dW

@@ -41,6 +41,7 @@ PLANS = [
     cl.Plan(cl.Pass('grouped'), cl.Pass('direct', 1), cl.Pass('grouped', 1)),
     cl.Plan(cl.Pass('s2d'), cl.Pass('s2d', 1), cl.Pass('s2d')),
     cl.Plan(cl.Pass('banded'), cl.Pass('banded', 1), cl.Pass('banded')),
+    cl.Plan(cl.Pass('col2im', 1), cl.Pass('col2im'), cl.Pass('col2im', 1)),
 ]
 
 
@@ -125,14 +126,13 @@ def test_cpu_plan_runs_tiny_maps_as_one_im2col_matmul_and_4x4_weight_gradients_o
 
 
 def test_cpu_plan_keeps_xla_weight_gradients_for_narrow_outputs_on_large_views():
-    # Measured in interleaved train-step A/Bs (benchmarks/README.md, AMD EPYC 2026-12-06):
-    # DenseNet's 8x8x128->32 and 8x8x160->32 at batch 128 (a 4 MB view) train faster with
-    # XLA's dW than with chunked im2col, whose matmul has only C_out = 32 columns; at C_out = 64
-    # (ResNet-18 at 64x64) chunked im2col stays faster.
+    # Measured in interleaved train-step A/Bs (benchmarks/README.md, AMD EPYC 2026-12-06): a
+    # large view (4 MB and more) with C_out = 32 trains faster with XLA's dW than with chunked
+    # im2col, whose matmul has only C_out columns; at C_out = 64 (ResNet-18 at 64x64) chunked
+    # im2col stays faster. (DenseNet's 160 -> 32, where this was measured, is now col2im.)
     spec = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
-    for cin in (128, 160):
-        plan = cl.cpu_plan((128, 8, 8, cin), (3, 3, cin, 32), spec)
-        assert plan == cl.Plan(cl.Pass('xla'), cl.Pass('xla'), cl.Pass('xla')), plan
+    plan = cl.cpu_plan((128, 16, 16, 48), (3, 3, 48, 32), spec)
+    assert plan == cl.Plan(cl.Pass('xla'), cl.Pass('xla'), cl.Pass('xla')), plan
     for x, w in (((128, 16, 16, 64), (3, 3, 64, 64)), ((128, 8, 8, 128), (3, 3, 128, 256))):
         plan = cl.cpu_plan(x, w, spec)
         assert plan.dw.lowering == 'im2col' and plan.dw.chunk is not None, plan
@@ -319,6 +319,9 @@ def test_candidates_leave_out_what_cannot_win_and_add_the_new_lowerings():
         (128, 28, 28, 1), (5, 5, 1, 6), cl.ConvSpec((1, 1), (2, 2), (1, 1), 1), 'fwd'
     )
     assert cl.Pass('direct') in lenet and cl.Pass('s2d') in lenet and cl.Pass('banded') in lenet
+    assert cl.Pass('col2im') not in lenet  # widening: its tap products outgrow x
+    dense = conv_autotune.candidates((128, 8, 8, 160), (3, 3, 160, 32), spec, 'dw')
+    assert cl.Pass('col2im') in dense  # DenseNet's narrowing growth conv
     grouped = conv_autotune.candidates(
         (8, 8, 8, 64), (3, 3, 2, 64), cl.ConvSpec((1, 1), (1, 1), (1, 1), 32), 'dw'
     )
@@ -378,6 +381,24 @@ def test_cpu_plan_moves_few_input_channel_convs_to_the_banded_matmul():
     assert cl.Pass('banded') not in wide  # one output column already fills the matmul's N
     strided = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 16), cl.ConvSpec((2, 2), (0, 0), (1, 1), 1))
     assert cl.Pass('banded') not in strided  # measured on stride 1 only
+
+
+def test_cpu_plan_runs_narrowing_convs_on_col2im():
+    # Measured (benchmarks/README.md, AMD EPYC 2026-12-07): DenseNet's growth convs (64..192
+    # -> 32 on 8x8 and 4x4 maps) run every pass faster on col2im, whose patches come from the
+    # 32-channel dy; the DenseNet train step 1.2x. Widening and equal-width convs lose on it.
+    same = cl.ConvSpec((1, 1), (1, 1), (1, 1), 1)
+    for x in ((128, 8, 8, 64), (128, 8, 8, 160), (128, 4, 4, 96), (32, 8, 8, 128)):
+        plan = cl.cpu_plan(x, (3, 3, x[-1], 32), same)
+        assert plan == cl.Plan(*(cl.Pass('col2im'),) * 3), (x, plan)
+    assert cl.narrowing((128, 8, 8, 64), (3, 3, 64, 32), same)
+    assert not cl.narrowing((128, 8, 8, 64), (3, 3, 64, 33), same)  # more than half C_in
+    assert not cl.narrowing((128, 8, 8, 64), (3, 3, 64, 64), same)  # ResNet's 64 -> 64
+    assert not cl.narrowing((128, 8, 8, 64), (3, 3, 64, 32), cl.ConvSpec((2, 2), (1, 1), (1, 1), 1))
+    assert not cl.narrowing((128, 8, 8, 64), (1, 1, 64, 32), cl.ConvSpec((1, 1), (0, 0), (1, 1), 1))
+    big = (128, 32, 32, 128)  # tap products of 302 MB at C_out 64: over COL2IM_MAX_BYTES
+    assert not cl.narrowing(big, (3, 3, 128, 64), same)
+    assert cl.Pass('col2im') not in cl.cpu_plan((128, 2, 2, 128), (3, 3, 128, 32), same)
 
 
 def test_banded_blocks_keep_the_matmul_wide_and_cover_every_output_column():

@@ -93,6 +93,7 @@ def test_smoke_run_writes_the_promised_json(tmp_path, capsys):
         'grouped',
         's2d',
         'banded',
+        'col2im',
     )
     assert sum(data['conv_plans'].values()) == 2  # LeNet's two convolutions
     assert data['first_step_s'] > 0 and data['first_step_cold_s'] > 0
