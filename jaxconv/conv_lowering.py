@@ -634,7 +634,7 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(col2im, col2im, col2im)
     if min(oh, ow) <= 4:  # XLA's dW (a reduction over N·H·W) keeps its fast path; its dx not
         return Plan(xla, small, xla)
-    if view_bytes >= SMALL_VIEW_BYTES:  # DenseNet's growth-32 convs keep XLA's dW
+    if view_bytes >= SMALL_VIEW_BYTES:  # large views: dW on XLA where C_out is narrow
         return Plan(xla, xla, large if w_shape[-1] >= IM2COL_DW_MIN_COUT else xla)
     # XLA's dx writes C_in channels; when they are fewer than C_out and narrow, it runs far
     # below its matmul rate (benchmarks/README.md).
