@@ -25,18 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CONFIGS = (
-    'auto',
-    'every-branch',
-    'xla',
-    'im2col',
-    'taps',
-    'direct',
-    'grouped',
-    's2d',
-    'banded',
-    'col2im',
-)
+from jaxconv.conv_lowering import LOWERINGS
+
+CONFIGS = ('auto', 'every-branch', *LOWERINGS)
 DEFAULT_GRADS = 'vgg11,resnet18,resnext,googlenet,densenet,alexnet,nin,lenet'
 
 
