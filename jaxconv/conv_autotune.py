@@ -194,8 +194,8 @@ def candidates(x_shape, w_shape, spec: cl.ConvSpec, pass_: str) -> list[cl.Pass]
         out.append(cl.Pass('s2d'))
     if spec.groups == 1 and cin < cl.S2D_MAX_CHANNELS:  # a banded matmul widens K and N
         out.append(cl.Pass('banded'))
-    products = n * hw[0] * hw[1] * taps * cout * 4
-    if taps > 1 and spec.stride == (1, 1) and cout < cin and products <= cl.COL2IM_MAX_BYTES:
+    fits = cl.col2im_bytes(x_shape, w_shape, spec) <= cl.COL2IM_MAX_BYTES
+    if taps > 1 and spec.stride == (1, 1) and cout < cin and fits:
         out.append(cl.Pass('col2im'))  # dy's patches narrower than x's
     return out
 

@@ -452,7 +452,7 @@ def conv_col2im(x, w, spec: ConvSpec):
     wl = jnp.moveaxis(_live_weight(w, rows, cols), 2, 0).reshape(c, len(taps) * co)
     z = (x.reshape(-1, c) @ wl).reshape(n, h, wd, len(taps) * co)
     # split, not slicing: its transpose is one concatenate of dy's shifted views
-    parts = jnp.split(z, len(taps), axis=-1) if len(taps) > 1 else [z]
+    parts = jnp.split(z, len(taps), axis=-1)
     y = None
     for part, (i, j) in zip(parts, taps):
         zp = jnp.pad(part, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
@@ -560,20 +560,27 @@ def chunked_im2col(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Pass:
     return Pass('im2col', _chunk(n, oh * ow * taps * cin * itemsize, PATCH_BUDGET_BYTES))
 
 
+def col2im_bytes(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> int:
+    """The size of ``conv_col2im``'s tap products: N·H·W·(live taps)·C_out."""
+    n, h, wd, _ = x_shape
+    kh, kw, _, cout = w_shape
+    (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
+    taps = len(_live_taps(h, kh, sh, ph, dh)) * len(_live_taps(wd, kw, sw, pw, dw))
+    return n * h * wd * taps * cout * itemsize
+
+
 def narrowing(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> bool:
     """A stride-1 conv with at most COL2IM_MAX_COUT_PERCENT % of its input channels out, whose
     col2im tap products fit COL2IM_MAX_BYTES: col2im then builds its patches from the narrow
     dy, not the wide x."""
-    n, h, wd, cin = x_shape
-    kh, kw, _, cout = w_shape
-    taps = kh * kw
+    kh, kw, cin, cout = w_shape
     return (
         spec.stride == (1, 1)
         and spec.dilation == (1, 1)
         and spec.groups == 1
-        and taps > 1
+        and kh * kw > 1
         and 100 * cout <= COL2IM_MAX_COUT_PERCENT * cin
-        and n * h * wd * taps * cout * itemsize <= COL2IM_MAX_BYTES
+        and col2im_bytes(x_shape, w_shape, spec, itemsize) <= COL2IM_MAX_BYTES
     )
 
 
@@ -589,7 +596,7 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     | stride 1, C_in and C_out < S2D_MAX_CH. | s2d     | s2d                    | XLA/large   |
     | stride 1, C_in < S2D_MAX_CH., C_out <  | banded  | banded                 | banded      |
     | BANDED_MAX_COUT                        |         |                        |             |
-    | stride 1, C_out <= C_in / 2 (narrowing)| col2im  | col2im                 | col2im      |
+    | stride 1, C_out <= C_in/2 (narrowing)  | col2im  | col2im                 | col2im      |
     | output map of 4×4 or less              | XLA     | small                  | XLA         |
     | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA [2]                | XLA         |
     | otherwise (large maps)                 | XLA     | XLA                    | large [1]   |
