@@ -190,9 +190,9 @@ def candidates(x_shape, w_shape, spec: cl.ConvSpec, pass_: str) -> list[cl.Pass]
         out.append(cl.Pass('direct'))
     if spec.groups > 1:
         out.append(cl.Pass('grouped'))
-    if min(*hw, *ohw) > 2 and cin < cl.S2D_MAX_CHANNELS:  # an XLA conv inside, on many channels
+    if min(*hw, *ohw) > 2 and cin < cl.FEW_CHANNELS:  # an XLA conv inside, on many channels
         out.append(cl.Pass('s2d'))
-    if spec.groups == 1 and cin < cl.S2D_MAX_CHANNELS:  # a banded matmul widens K and N
+    if spec.groups == 1 and cin < cl.FEW_CHANNELS:  # a banded matmul widens K and N
         out.append(cl.Pass('banded'))
     fits = cl.col2im_bytes(x_shape, w_shape, spec) <= cl.COL2IM_MAX_BYTES
     if taps > 1 and spec.stride == (1, 1) and cout < cin and fits:

@@ -13,12 +13,11 @@ fast for its shape (``plan``):
     shifted pads, its dW one matmul of the patches with dy;
   * ``'taps'``: one matmul per kernel tap on the shifted view, summed: no patch matrix, which
     saves memory traffic when the weight gradient's contraction (N·H·W) is long.
-  * ``'s2d'``: space-to-depth, blocks of pixels stacked on channels, then XLA's convolution:
-    for convolutions with a few channels in and out (LeNet's first), which Eigen runs far
-    below its speed on wide ones;
+  * ``'s2d'``: space-to-depth, blocks of pixels stacked on channels, then XLA's convolution
+    on many channels, which Eigen blocks where it cannot block a few (an autotune candidate);
   * ``'banded'``: the kernel's width written out as a banded matrix, so that each block of
     output columns is one matmul over kh input rows (K = kh·window·C_in, N = block·C_out): a
-    conv with a few channels in (LeNet's second) gets matmul-wide K and N;
+    conv with a few channels in (both of LeNet's) gets matmul-wide K and N;
   * ``'col2im'``: taps on the output side, one matmul of x with every tap's kernel, then the
     tap products shifted and summed; its dW builds the patch matrix from dy, so a narrowing
     conv (DenseNet's 160 -> 32) gathers C_out channels per tap where im2col gathers C_in;
@@ -112,7 +111,7 @@ class Plan(NamedTuple):
 PATCH_BUDGET_BYTES = 8 * 2**20  # an im2col patch-matrix chunk for dW on large maps
 SMALL_VIEW_BYTES = 4 * 2**20  # one tap's view of the input: "small problem" below this
 TAPS_MIN_CHANNELS = 64  # per-tap matmuls need K = C_in at least this wide
-S2D_MAX_CHANNELS = 16  # below this many channels in and out, Eigen's conv cannot block them
+FEW_CHANNELS = 16  # below this many channels in, a per-tap matmul (K = C_in) is too narrow
 XLA_DX_MIN_CHANNELS = 128  # a stride-1 widening conv's dx leaves XLA below this many C_in
 IM2COL_DW_MIN_COUT = 64  # im2col's dW matmul has C_out columns; narrower, XLA's dW is faster
 BANDED_COLUMNS = 64  # a banded matmul's N (block width x C_out) is at least about this wide
@@ -593,8 +592,7 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     | grouped                                | grouped | grouped                | grouped     |
     | an input or output map of 2×2 or less  | im2col  | im2col                 | small/large |
     | a kernel wider than the input map      | small   | small                  | XLA         |
-    | stride 1, C_in and C_out < S2D_MAX_CH. | s2d     | s2d                    | XLA/large   |
-    | stride 1, C_in < S2D_MAX_CH., C_out <  | banded  | banded                 | banded      |
+    | stride 1, C_in < FEW_CHANNELS, C_out < | banded  | banded                 | banded      |
     | BANDED_MAX_COUT                        |         |                        |             |
     | stride 1, C_out <= C_in/2 (narrowing)  | col2im  | col2im                 | col2im      |
     | output map of 4×4 or less              | XLA     | small                  | XLA         |
@@ -602,11 +600,11 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     | otherwise (large maps)                 | XLA     | XLA                    | large [1]   |
 
     [1] XLA when C_out < IM2COL_DW_MIN_COUT.
-    [2] small for a stride-1 widening conv: S2D_MAX_CHANNELS <= C_in < min(C_out,
+    [2] small for a stride-1 widening conv: FEW_CHANNELS <= C_in < min(C_out,
         XLA_DX_MIN_CHANNELS).
 
-    "s2d" is space-to-depth (``conv_s2d``): 2×2 output blocks on channels, so that a conv
-    with a few channels becomes XLA's convolution on many. "small" is per-tap matmuls when
+    "banded" gives the forward and dW one patch matrix, which XLA builds once for both
+    inside the train step. "small" is per-tap matmuls when
     C_in >= TAPS_MIN_CHANNELS (K = C_in is then wide enough for a matmul), else one im2col
     matmul; "large" is im2col run on batch chunks whose
     patch matrix fits PATCH_BUDGET_BYTES; "small/large" picks by the view size.
@@ -629,11 +627,8 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(im2col, im2col, small_or_large)  # matmul per tap, even at wide C_in
     if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > wd:  # every window reaches into padding:
         return Plan(small, small, xla)  # XLA's forward and dx leave the fast path, not its dW
-    if spec.stride == (1, 1) and max(cin, w_shape[-1]) < S2D_MAX_CHANNELS:
-        s2d = Pass('s2d')  # LeNet's first conv; its dW stays on XLA's convolution
-        return Plan(s2d, s2d, xla if view_bytes < SMALL_VIEW_BYTES else large)
-    if spec.stride == (1, 1) and cin < S2D_MAX_CHANNELS and w_shape[-1] < BANDED_MAX_COUT:
-        # LeNet's second conv (6 -> 16): XLA's dx there runs 5x below the banded matmul
+    if spec.stride == (1, 1) and cin < FEW_CHANNELS and w_shape[-1] < BANDED_MAX_COUT:
+        # LeNet's convs (3 -> 6, 6 -> 16): XLA's conv there runs 2-5x below the banded matmul
         banded = Pass('banded')
         return Plan(banded, banded, banded)
     if narrowing(x_shape, w_shape, spec, itemsize):  # DenseNet's growth convs (160 -> 32)
@@ -645,7 +640,7 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(xla, xla, large if w_shape[-1] >= IM2COL_DW_MIN_COUT else xla)
     # XLA's dx writes C_in channels; when they are fewer than C_out and narrow, it runs far
     # below its matmul rate (benchmarks/README.md).
-    widening = spec.stride == (1, 1) and S2D_MAX_CHANNELS <= cin < min(
+    widening = spec.stride == (1, 1) and FEW_CHANNELS <= cin < min(
         w_shape[-1], XLA_DX_MIN_CHANNELS
     )
     return Plan(xla, small if widening else xla, xla)

@@ -25,16 +25,16 @@ def test_conv_layers_times_only_the_chosen_passes_and_lowerings(capsys):
 
 
 def test_modes_constant_is_set_while_tracing_and_restored():
-    name, value = modes._parse_constant('S2D_MAX_CHANNELS=0')
+    name, value = modes._parse_constant('FEW_CHANNELS=0')
     spec = cl.ConvSpec((1, 1), (2, 2), (1, 1), 1)
     lenet_first = ((8, 32, 32, 3), (5, 5, 3, 6))
-    assert cl.cpu_plan(*lenet_first, spec).fwd.lowering == 's2d'
+    assert cl.cpu_plan(*lenet_first, spec).fwd.lowering == 'banded'
     with modes._constant(name, value):
         assert cl.cpu_plan(*lenet_first, spec).fwd.lowering == 'xla'
-    assert cl.S2D_MAX_CHANNELS == 16 and cl.cpu_plan(*lenet_first, spec).fwd.lowering == 's2d'
+    assert cl.FEW_CHANNELS == 16 and cl.cpu_plan(*lenet_first, spec).fwd.lowering == 'banded'
 
 
-@pytest.mark.parametrize('text', ['NOT_A_CONSTANT=1', 'S2D_MAX_CHANNELS=x', 'plan=1'])
+@pytest.mark.parametrize('text', ['NOT_A_CONSTANT=1', 'FEW_CHANNELS=x', 'plan=1'])
 def test_modes_constant_rejects_what_is_not_a_threshold(text):
     with pytest.raises(SystemExit, match='--constant'):
         modes._parse_constant(text)
@@ -43,9 +43,9 @@ def test_modes_constant_rejects_what_is_not_a_threshold(text):
 def test_modes_times_a_variant_per_constant():
     results = modes.main(
         ['--arch', 'lenet', '--modes', 'heuristic', '--batch-size', '4', '--repeats', '1']
-        + ['--constant', 'S2D_MAX_CHANNELS=0']
+        + ['--constant', 'FEW_CHANNELS=0']
     )
-    assert set(results['lenet']) == {'heuristic', 'heuristic+S2D_MAX_CHANNELS=0'}
+    assert set(results['lenet']) == {'heuristic', 'heuristic+FEW_CHANNELS=0'}
     assert all(v > 0 for v in results['lenet'].values())
 
 

@@ -362,21 +362,18 @@ def test_fixed_plans_pin_a_recorded_plan_whatever_the_mode():
         )
 
 
-def test_cpu_plan_moves_few_channel_convs_to_space_to_depth():
-    same = cl.ConvSpec((1, 1), (2, 2), (1, 1), 1)
-    lenet = cl.cpu_plan((128, 28, 28, 1), (5, 5, 1, 6), same)
-    assert (lenet.fwd, lenet.dx) == (cl.Pass('s2d'), cl.Pass('s2d')), lenet
-    assert lenet.dw.lowering != 's2d'
-    vgg_stem = cl.cpu_plan((128, 32, 32, 3), (3, 3, 3, 64), cl.ConvSpec((1, 1), (1, 1), (1, 1), 1))
-    assert cl.Pass('s2d') not in vgg_stem  # 64 output channels: Eigen blocks those already
-    strided = cl.cpu_plan((128, 32, 32, 3), (5, 5, 3, 6), cl.ConvSpec((2, 2), (2, 2), (1, 1), 1))
-    assert cl.Pass('s2d') not in strided  # measured on stride 1 only
-
-
 def test_cpu_plan_moves_few_input_channel_convs_to_the_banded_matmul():
     valid = cl.ConvSpec((1, 1), (0, 0), (1, 1), 1)
     lenet_second = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 16), valid)
     assert lenet_second == cl.Plan(*(cl.Pass('banded'),) * 3), lenet_second
+    same = cl.ConvSpec((1, 1), (2, 2), (1, 1), 1)
+    for lenet_first in ((128, 28, 28, 1), (5, 5, 1, 6)), ((128, 32, 32, 3), (5, 5, 3, 6)):
+        plan = cl.cpu_plan(*lenet_first, same)  # forward and dW share one patch matrix
+        assert plan == cl.Plan(*(cl.Pass('banded'),) * 3), (lenet_first, plan)
+    vgg_stem = cl.cpu_plan((128, 32, 32, 3), (3, 3, 3, 64), cl.ConvSpec((1, 1), (1, 1), (1, 1), 1))
+    assert cl.Pass('banded') not in vgg_stem  # 64 output channels: N is wide already
+    strided = cl.cpu_plan((128, 32, 32, 3), (5, 5, 3, 6), cl.ConvSpec((2, 2), (2, 2), (1, 1), 1))
+    assert cl.Pass('banded') not in strided  # measured on stride 1 only
     wide = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 64), valid)
     assert cl.Pass('banded') not in wide  # one output column already fills the matmul's N
     strided = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 16), cl.ConvSpec((2, 2), (0, 0), (1, 1), 1))
