@@ -640,9 +640,7 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(xla, xla, large if w_shape[-1] >= IM2COL_DW_MIN_COUT else xla)
     # XLA's dx writes C_in channels; when they are fewer than C_out and narrow, it runs far
     # below its matmul rate (benchmarks/README.md).
-    widening = spec.stride == (1, 1) and FEW_CHANNELS <= cin < min(
-        w_shape[-1], XLA_DX_MIN_CHANNELS
-    )
+    widening = spec.stride == (1, 1) and FEW_CHANNELS <= cin < min(w_shape[-1], XLA_DX_MIN_CHANNELS)
     return Plan(xla, small if widening else xla, xla)
 
 
