@@ -3,9 +3,9 @@
     python benchmarks/pools.py --arch alexnet,googlenet,densenet [--batch-size 128]
 
 For each arch, three compiled train steps in one process, timed interleaved as ``speed.py``
-times its variants: jaxconv's pools ('views'); the same with the overlapping max pool's
-gradient reading ``dy`` as XLA fuses it ('views_dy_fused': ``pooling._materialized`` made
-the identity, so XLA:CPU fuses dy's producers into every tap); and the pools that
+times its variants: jaxconv's pools ('views'); the same with the pool gradients reading
+``dy`` as XLA fuses it ('views_dy_fused': ``pooling._computed_once`` made the identity, so
+XLA:CPU fuses dy's producers into every tap); and the pools that
 ``reduce_window`` gives (XLA's ``select_and_scatter`` max-pool gradient and its reduce_window
 sum pool). This is the evidence for ``jaxconv.pooling``; the other forms live here only.
 """
@@ -48,8 +48,8 @@ def reduce_window_sum_pool(x, window, strides, pads):
 
 @contextlib.contextmanager
 def dy_fused_pools():
-    """jaxconv's pools, but the max-pool gradient's ``dy`` left for XLA to fuse into each tap."""
-    with mock.patch('jaxconv.pooling._materialized', lambda dy, firsts: dy):
+    """jaxconv's pools, but the pool gradients' ``dy`` left for XLA to fuse into each tap."""
+    with mock.patch('jaxconv.pooling._computed_once', lambda dy: dy):
         yield
 
 

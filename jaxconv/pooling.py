@@ -125,6 +125,8 @@ def _sum_pool_bwd(window, strides, pads, shape, dy):
     padded = (n, h + sum(pads[0]), w + sum(pads[1]), c)
     if _tiles(window, strides):
         kh, kw = window
+        if kh * kw > 1:  # each element of dy goes to kh·kw inputs
+            dy = _computed_once(dy)
         tiled = jnp.broadcast_to(dy[:, :, None, :, None], (n, dy.shape[1], kh, dy.shape[2], kw, c))
         return (_unpad(_untile(tiled, padded), pads, shape),)
     cotangents = [dy] * (window[0] * window[1])
@@ -153,20 +155,22 @@ def _max_pool_fwd(x, window, strides, pads):
     return y, (x, y)
 
 
-def _materialized(dy, firsts):
-    """``dy`` divided by the number of inputs each window's gradient goes to: exactly 1, so the
-    value is unchanged, bit for bit.
+def _computed_once(dy):
+    """``dy`` divided by a 1 that XLA cannot fold (``dy == dy``, floored at 1 where dy is NaN):
+    the value is unchanged, bit for bit, NaN and inf included (a subnormal is flushed to zero,
+    as by every arithmetic op of XLA:CPU).
 
-    Why: XLA:CPU fuses a cheap producer into every consumer that reads it, and an overlapping
-    pool's gradient reads ``dy`` once per tap, so the whole elementwise chain that computes
-    ``dy`` (in DenseNet, a dense block's concat-slice and BatchNorm gradients) is recomputed
-    kh·kw times. A float divide is "expensive" to its fusion rules, which never duplicate an
-    expensive producer into a consumer that reuses its elements: ``dy`` is computed once.
-    ``optimization_barrier`` and identity control flow do not survive to fusion. A window
-    without a maximum (NaN input) selects nothing; the floor of 1 keeps its quotient finite.
+    Why: XLA:CPU fuses a cheap producer into every consumer that reads it, and a pool's
+    gradient reads each element of ``dy`` once per tap (an overlapping pool) or per input of
+    its window (a tiled one), so the elementwise chain that computes ``dy`` (in DenseNet, a
+    dense block's concat-slice and BatchNorm gradients; in LeNet, the banded conv's dx, a sum
+    of shifted pads) is recomputed that many times. A float divide is "expensive" to its fusion
+    rules, which never duplicate an expensive producer into a consumer that reuses its
+    elements: ``dy`` is computed once. ``optimization_barrier`` and identity control flow do
+    not survive to fusion.
     """
-    count = functools.reduce(lax.add, [first.astype(dy.dtype) for first in firsts])
-    return dy / jnp.maximum(count, jnp.ones((), dy.dtype))
+    one = jnp.maximum((dy == dy).astype(dy.dtype), jnp.ones((), dy.dtype))
+    return dy / one
 
 
 def _max_pool_bwd(window, strides, pads, residuals, dy):
@@ -180,7 +184,7 @@ def _max_pool_bwd(window, strides, pads, residuals, dy):
         firsts.append(first)
     tiles = _tiles(window, strides)
     if len(firsts) > 1 and not tiles:  # strided views: each tap re-reads dy
-        dy = _materialized(dy, firsts)
+        dy = _computed_once(dy)
     zero = jnp.zeros((), dy.dtype)
     cotangents = [jnp.where(first, dy, zero) for first in firsts]
     if tiles:

@@ -276,3 +276,16 @@ def test_maxpool_gradient_sums_shared_maxima_in_torchs_order(k, s, p):
         np.testing.assert_array_equal(np.asarray(g), nhwc(tx.grad))
     finally:
         jax.config.update('jax_enable_x64', False)
+
+
+def test_pool_gradient_divide_keeps_every_value_bit_for_bit():
+    from jaxconv.pooling import _computed_once
+
+    dy = jnp.array([0.0, -0.0, -3.5, 1e38, 1.2e-38, jnp.inf, -jnp.inf, 1e-45, jnp.nan])
+    out = np.asarray(jax.jit(_computed_once)(dy))
+    normal = slice(0, 7)  # signed zeros, normal numbers and infinities: the same bits
+    np.testing.assert_array_equal(
+        out[normal].view(np.uint32), np.asarray(dy)[normal].view(np.uint32)
+    )
+    assert out[7] in (0.0, np.float32(1e-45))  # a subnormal: XLA:CPU's arithmetic flushes it
+    assert np.isnan(out[8])
