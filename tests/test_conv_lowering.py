@@ -372,12 +372,24 @@ def test_cpu_plan_moves_few_input_channel_convs_to_the_banded_matmul():
         assert plan == cl.Plan(*(cl.Pass('banded'),) * 3), (lenet_first, plan)
     vgg_stem = cl.cpu_plan((128, 32, 32, 3), (3, 3, 3, 64), cl.ConvSpec((1, 1), (1, 1), (1, 1), 1))
     assert cl.Pass('banded') not in vgg_stem  # 64 output channels: N is wide already
-    strided = cl.cpu_plan((128, 32, 32, 3), (5, 5, 3, 6), cl.ConvSpec((2, 2), (2, 2), (1, 1), 1))
-    assert cl.Pass('banded') not in strided  # measured on stride 1 only
     wide = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 64), valid)
     assert cl.Pass('banded') not in wide  # one output column already fills the matmul's N
-    strided = cl.cpu_plan((128, 16, 16, 6), (5, 5, 6, 16), cl.ConvSpec((2, 2), (0, 0), (1, 1), 1))
-    assert cl.Pass('banded') not in strided  # measured on stride 1 only
+
+
+def test_cpu_plan_moves_strided_three_channel_stems_to_banded_while_the_patches_fit():
+    resnet = cl.ConvSpec((2, 2), (3, 3), (1, 1), 1)
+    stem = ((128, 32, 32, 3), (7, 7, 3, 64))
+    assert cl.cpu_plan(*stem, resnet) == cl.Plan(*(cl.Pass('banded'),) * 3)
+    # one output column per block at 64 channels out: kh row slices of kw·C_in each
+    assert cl.banded_bytes(*stem, resnet) == 128 * 16 * 16 * 7 * 7 * 3 * 4
+    nin = cl.cpu_plan((128, 67, 67, 3), (11, 11, 3, 96), cl.ConvSpec((4, 4), (0, 0), (1, 1), 1))
+    assert nin == cl.Plan(*(cl.Pass('banded'),) * 3)
+    big = ((128, 64, 64, 3), (7, 7, 3, 64))  # 73.5 MB of patches: XLA's conv needs none
+    assert cl.banded_bytes(*big, resnet) > cl.BANDED_MAX_BYTES
+    assert cl.Pass('banded') not in cl.cpu_plan(*big, resnet)
+    assert cl.cpu_plan((32, 64, 64, 3), (7, 7, 3, 64), resnet).fwd == cl.Pass('banded')
+    wide_in = cl.cpu_plan((128, 32, 32, 16), (7, 7, 16, 64), resnet)
+    assert cl.Pass('banded') not in wide_in  # 16 channels in: K is wide enough for XLA
 
 
 def test_cpu_plan_runs_narrowing_convs_on_col2im():
