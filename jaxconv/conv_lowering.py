@@ -17,7 +17,7 @@ fast for its shape (``plan``):
     on many channels, which Eigen blocks where it cannot block a few (an autotune candidate);
   * ``'banded'``: the kernel's width written out as a banded matrix, so that each block of
     output columns is one matmul over kh input rows (K = kh·window·C_in, N = block·C_out): a
-    conv with a few channels in (both of LeNet's) gets matmul-wide K and N;
+    conv with a few channels in (LeNet's, the 3-channel stems) gets matmul-wide K and N;
   * ``'col2im'``: taps on the output side, one matmul of x with every tap's kernel, then the
     tap products shifted and summed; its dW builds the patch matrix from dy, so a narrowing
     conv (DenseNet's 160 -> 32) gathers C_out channels per tap where im2col gathers C_in;
@@ -401,6 +401,11 @@ def banded_block(out_width: int, cout: int) -> int:
     return -(-out_width // blocks)
 
 
+def banded_window(block: int, kw: int, sw: int, dw: int) -> int:
+    """Input columns one banded block reads: its ``block`` output columns' receptive field."""
+    return (block - 1) * sw + (kw - 1) * dw + 1
+
+
 def conv_banded(x, w, spec: ConvSpec):
     """The width axis as a banded (Toeplitz) matrix: out[.., b·B + j, o] = sum over kernel
     rows i and a window of input columns a of x[.., b·B·s + a, c] · T[i, a, c, j, o], where T
@@ -415,7 +420,7 @@ def conv_banded(x, w, spec: ConvSpec):
     block = banded_block(ow, co)
     blocks = -(-ow // block)
     step = block * sw  # input columns between two blocks' windows
-    window = (block - 1) * sw + (kw - 1) * dw + 1
+    window = banded_window(block, kw, sw, dw)
     reach = -(-window // step)  # how many blocks' worth of columns a window spans
     width = (blocks + reach - 1) * step
     x = lax.optimization_barrier(x)  # read by every kernel row: materialise its producer once
@@ -576,7 +581,7 @@ def banded_bytes(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> int:
     (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
     oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
     block = banded_block(ow, cout)
-    window = (block - 1) * sw + (kw - 1) * dw + 1
+    window = banded_window(block, kw, sw, dw)
     return n * oh * -(-ow // block) * kh * window * cin * itemsize
 
 
@@ -585,7 +590,7 @@ def banded(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> bool:
     stride 1 with fewer than BANDED_MAX_COUT out (LeNet's two convs), or strided (the 7×7/2
     and 11×11/4 stems on 3 channels), where with C_out >= BANDED_MAX_COUT a block is one
     output column: an im2col whose patches are kh row slices, not kh·kw tap slices."""
-    kh, kw, cin, cout = w_shape
+    *_, cin, cout = w_shape
     return (
         spec.groups == 1
         and cin < FEW_CHANNELS
