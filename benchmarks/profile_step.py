@@ -6,16 +6,19 @@
 ``speed.py`` says how fast a step is; this says why. For each arch, in one process, it runs the
 training loop's own step (``jaxconv.training.steps.make_train_step``, as ``speed.py`` builds it)
 under ``jax.profiler`` and reads the trace back with ``jax.profiler.ProfileData`` (no
-TensorBoard needed): every executed HLO instruction's time per step, joined with the optimised
-HLO (opcode, shape, the JAX operation it came from). The torch twin (same weights, same batch,
+TensorBoard needed): every executed HLO instruction's CPU time per step (its own thread's and
+the thread-pool tasks it scheduled, :func:`thunk_cpu_times`), joined with the optimised HLO
+(opcode, shape, the JAX operation it came from). The torch twin (same weights, same batch,
 ``torch.optim.SGD``) runs under ``torch.profiler`` and gives each aten op's self time. Both sides
 are grouped into the same kinds (convolution, matmul, pooling, normalisation statistics,
 elementwise, copies) and passes (forward, backward, update), so a kind where jaxconv spends more
 than torch is the place to work on.
 
-Op times are summed over the executor's threads: XLA:CPU runs independent ops side by side, so
-the sum can exceed the step's wall time, and a profiled step runs somewhat slower than an
-unprofiled one. Read the shares, not the absolute sum.
+The two sides time differently: a jaxconv op's time is CPU time summed over XLA's threads (the
+executor runs independent ops side by side and splits ops into tasks), a torch op's is its
+self time on the calling thread (its intra-op threads work inside it). So the kind and pass
+tables share each side's op time out over its (unprofiled) step time: "ms of the step" spent
+on each kind, comparable across the two. The op lists give each side's own measure.
 """
 
 from __future__ import annotations
@@ -117,6 +120,56 @@ def jax_pass(op_name: str) -> str:
     return 'update' if op_name else 'unknown'
 
 
+def thunk_cpu_times(lines) -> list[tuple[dict, float]]:
+    """(stats, ns) of every executed thunk in the trace's thread ``lines`` (each a list of
+    events with ``.start_ns``, ``.duration_ns``, ``.name``, ``.stats``); ``stats['hlo_op']``
+    names the instruction and ``ns`` is its CPU time summed over threads.
+
+    A thunk's event covers only the work its own thread did. The rest runs as thread-pool tasks:
+    a ``ThreadpoolListener::Record`` event (flow id ``_p``) schedules a task that runs on some
+    thread between ``ThreadpoolListener::StartRegion`` (the same id as ``_c``) and the next
+    ``StopRegion``. XLA:CPU's Eigen dots, convolutions and partitioned loop fusions launch
+    that way and return at once, so their events alone would hide their work. A task belongs
+    to the thunk whose event encloses its Record, or, when a task scheduled it, to that task's
+    thunk. Tasks that run thunks themselves (the executor's) are not counted again.
+    """
+    owner_of_record: dict = {}  # flow id -> ('op', index) | ('task', flow id) | None
+    tasks = []  # (flow id, ns, runs thunks)
+    ops = []  # (stats, ns)
+    for events in lines:
+        stack = []  # open ('op', index, end_ns) and ('task', flow id, runs-thunks list)
+        for event in sorted(events, key=lambda e: (e.start_ns, -e.duration_ns)):
+            while stack and stack[-1][0] == 'op' and stack[-1][2] <= event.start_ns:
+                stack.pop()
+            stats = dict(event.stats)
+            if stats.get('hlo_op'):
+                for item in stack:
+                    if item[0] == 'task':
+                        item[2][0] = True
+                ops.append((stats, event.duration_ns))
+                stack.append(('op', len(ops) - 1, event.start_ns + event.duration_ns))
+            elif event.name == 'ThreadpoolListener::Record' and '_p' in stats:
+                owner = (stack[-1][0], stack[-1][1]) if stack else None
+                owner_of_record[stats['_p']] = owner
+            elif event.name == 'ThreadpoolListener::StartRegion' and '_c' in stats:
+                stack.append(('task', stats['_c'], [False], event.start_ns))
+            elif event.name == 'ThreadpoolListener::StopRegion':
+                while stack and stack[-1][0] == 'op':
+                    stack.pop()
+                if stack:
+                    _, flow, runs_thunks, begun = stack.pop()
+                    tasks.append((flow, event.start_ns - begun, runs_thunks[0]))
+    cpu = [ns for _, ns in ops]
+    for flow, ns, runs_thunks in tasks:
+        owner, seen = owner_of_record.get(flow), set()
+        while owner is not None and owner[0] == 'task' and owner[1] not in seen:
+            seen.add(owner[1])
+            owner = owner_of_record.get(owner[1])
+        if owner is not None and owner[0] == 'op' and not runs_thunks:
+            cpu[owner[1]] += ns
+    return [(stats, ns) for (stats, _), ns in zip(ops, cpu)]
+
+
 def parse_jax_trace(trace_dir: str, hlo: dict[str, dict], steps: int) -> list[dict]:
     """Per-instruction time per step (ms) from the ``.xplane.pb`` the profiler wrote."""
     import jax
@@ -125,19 +178,17 @@ def parse_jax_trace(trace_dir: str, hlo: dict[str, dict], steps: int) -> list[di
     if not files:
         raise RuntimeError(f'jax.profiler wrote no .xplane.pb under {trace_dir}')
     data = jax.profiler.ProfileData.from_file(max(files))
+    lines = [list(line.events) for plane in data.planes for line in plane.lines]
     total_ns: dict[str, float] = collections.Counter()
     calls: dict[str, int] = collections.Counter()
-    for plane in data.planes:
-        for line in plane.lines:
-            for event in line.events:
-                stats = dict(event.stats)
-                name = stats.get('hlo_op')
-                if not name or stats.get('hlo_module', '').find('step') < 0:
-                    continue
-                if hlo.get(name, {}).get('opcode') in CONTAINER_OPCODES:
-                    continue
-                total_ns[name] += event.duration_ns
-                calls[name] += 1
+    for stats, ns in thunk_cpu_times(lines):
+        name = stats['hlo_op']
+        if stats.get('hlo_module', '').find('step') < 0:
+            continue
+        if hlo.get(name, {}).get('opcode') in CONTAINER_OPCODES:
+            continue
+        total_ns[name] += ns
+        calls[name] += 1
     rows = []
     for name, ns in total_ns.items():
         info = hlo.get(
@@ -220,10 +271,13 @@ def median_step_ms(run, repeats: int = 9) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def by(rows: list[dict], key: str) -> dict[str, float]:
+def by(rows: list[dict], key: str, step_ms: float) -> dict[str, float]:
+    """Milliseconds of the step per ``key`` (kind or pass): the op time of each, as a share of
+    all op time, times the step's wall time."""
     out: dict[str, float] = collections.Counter()
+    total = sum(r['ms'] for r in rows) or 1.0
     for r in rows:
-        out[r[key]] += r['ms']
+        out[r[key]] += r['ms'] * step_ms / total
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
@@ -269,15 +323,15 @@ def profile_arch(arch: str, image_size: int, batch: int, steps: int, torch_varia
         'jaxconv': {
             'step_ms': jax_ms,
             'op_ms_sum': sum(r['ms'] for r in jax_rows),
-            'by_kind': by(jax_rows, 'kind'),
-            'by_pass': by(jax_rows, 'pass'),
+            'by_kind': by(jax_rows, 'kind', jax_ms),
+            'by_pass': by(jax_rows, 'pass', jax_ms),
             'ops': jax_rows,
         },
         f'torch_{torch_variant}': {
             'step_ms': torch_ms,
             'op_ms_sum': sum(r['ms'] for r in torch_rows),
-            'by_kind': by(torch_rows, 'kind'),
-            'by_pass': by(torch_rows, 'pass'),
+            'by_kind': by(torch_rows, 'kind', torch_ms),
+            'by_pass': by(torch_rows, 'pass', torch_ms),
             'ops': torch_rows,
         },
     }
@@ -298,7 +352,8 @@ def report(record: dict, top: int) -> str:
         f'{record["profiled_steps"]} profiled steps',
         f'   step: jaxconv {jx["step_ms"]:.1f} ms, {tname} {tt["step_ms"]:.1f} ms '
         f'(ratio {tt["step_ms"] / jx["step_ms"]:.2f}); op time summed: jaxconv '
-        f'{jx["op_ms_sum"]:.1f} ms, torch {tt["op_ms_sum"]:.1f} ms',
+        f'{jx["op_ms_sum"]:.1f} CPU ms (all threads), torch {tt["op_ms_sum"]:.1f} ms',
+        "   ms of the step per kind (each side's op time shared out over its step time):",
         f'   {"kind":<18}{"jaxconv ms":>11}{"torch ms":>10}{"jax - torch":>12}',
     ]
     kinds = sorted(
@@ -314,7 +369,7 @@ def report(record: dict, top: int) -> str:
         + ' | torch '
         + ', '.join(f'{k} {v:.1f}' for k, v in tt['by_pass'].items())
     )
-    out.append(f'   jaxconv, slowest {top} ops (ms/step, % of op time):')
+    out.append(f'   jaxconv, slowest {top} ops (CPU ms/step over all threads, % of op time):')
     for r in jx['ops'][:top]:
         pct = 100 * r['ms'] / jx['op_ms_sum']
         label = r['opcode'] + (f'[{r["fusion_kind"]}]' if r['fusion_kind'] else '')
