@@ -32,6 +32,7 @@ class CompiledStep:
     temp_bytes: int | None  # XLA's scratch buffers (memory_analysis), None when unavailable
     xla_flops: float | None  # XLA's cost analysis, whole step, None when unavailable
     executable: object = None  # the jax ``Compiled`` (``.as_text()`` is the optimised HLO)
+    state: list | None = None  # [the train state the step threads through], train steps only
 
 
 def _analyse(compiled) -> tuple[int | None, float | None]:
@@ -64,17 +65,25 @@ def build_model(
 
 
 def train_step(
-    model, x, y, *, lr: float = LEARNING_RATE, momentum: float = MOMENTUM
+    model,
+    x,
+    y,
+    *,
+    lr: float = LEARNING_RATE,
+    momentum: float = MOMENTUM,
+    compiler_options: dict | None = None,
 ) -> CompiledStep:
     """Compile the training loop's own step (``steps.make_train_step``) of ``model`` with
     SGD-momentum, train mode. ``x`` is fed as it is (no uint8 preprocessing), so both
-    frameworks get the same float batch."""
+    frameworks get the same float batch. ``compiler_options`` (XLA ``DebugOptions`` fields)
+    apply to this compile only: a flag A/B'd in one process (``compile_options.py``)."""
     tx = torch_sgd(lr, momentum)
     split = steps.split_model(model)
     # The step donates its state; copy it so the model's own arrays stay valid.
     state = jax.tree.map(jnp.copy, steps.init_state(split, tx))
     t0 = time.perf_counter()
-    compiled = steps.make_train_step(split, tx).lower(state, split.rngs, x, y).compile()
+    lowered = steps.make_train_step(split, tx).lower(state, split.rngs, x, y)
+    compiled = lowered.compile(compiler_options=compiler_options)
     compile_s = time.perf_counter() - t0
     holder = [state]
 
@@ -82,7 +91,7 @@ def train_step(
         holder[0], metrics = compiled(holder[0], split.rngs, x, y)
         return metrics['loss'].block_until_ready()
 
-    return CompiledStep(run, compile_s, *_analyse(compiled), compiled)
+    return CompiledStep(run, compile_s, *_analyse(compiled), compiled, holder)
 
 
 def forward_step(model, x) -> CompiledStep:

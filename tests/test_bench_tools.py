@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import conv_layers, modes, pools
+from benchmarks import compile_options, conv_layers, modes, pools, tn_matmul
 from jaxconv import conv_lowering as cl
 from jaxconv import layers as L
 
@@ -62,3 +62,41 @@ def test_pools_dy_fused_variant_changes_the_program_not_the_gradient(pool):
         g_fused, hlo_fused = grad_and_hlo()
     assert hlo.count('divide') == hlo_fused.count('divide') + 1
     np.testing.assert_array_equal(g, g_fused)
+
+
+@pytest.mark.parametrize('text', ['copy_insertion=true', 'xla_cpu_flag', 'XLA_FLAG=1'])
+def test_compile_options_rejects_what_is_not_a_debug_option(text):
+    with pytest.raises(SystemExit):
+        compile_options.parse_option(text)
+
+
+def test_compile_options_reads_values_as_compiler_options_takes_them():
+    assert compile_options.parse_option('xla_cpu_a=True') == ('xla_cpu_a', True)
+    assert compile_options.parse_option('xla_cpu_b=4') == ('xla_cpu_b', 4)
+    assert compile_options.parse_option('xla_cpu_c=dot,eltwise') == ('xla_cpu_c', 'dot,eltwise')
+
+
+def test_compile_options_counts_copies_of_the_donated_state_and_checks_the_numbers(tmp_path):
+    # The MLP's second weight is read again by the backward after its update is computed, so
+    # XLA copies it; region analysis proves the order and drops the copy, same numbers.
+    out = tmp_path / 'options.json'
+    result = compile_options.main(
+        [
+            '--arch', 'mlp', '--batch-size', '4', '--repeats', '1',
+            '--option', 'xla_cpu_copy_insertion_use_region_analysis=true',
+            '--json', str(out),
+        ]
+    )  # fmt: skip
+    runs = result['archs']['mlp']
+    assert runs['baseline']['state_copies'] > 0
+    assert runs['xla_cpu_copy_insertion_use_region_analysis=true']['state_copies'] == 0
+    assert all(r['same_as_baseline'] and r['images_per_s'] > 0 for r in runs.values())
+    assert compile_options.state_copies('%copy.1 = f32[2]{0} copy(%state__params__w.1)') == 1
+    assert compile_options.state_copies('%copy.2 = f32[2]{0} copy(%fusion.3)') == 0
+
+
+def test_tn_matmul_times_every_variant_of_a_shape():
+    (row,) = tn_matmul.main(['--shape', '64,9,8', '--repeats', '1'])
+    assert row['shape'] == (64, 9, 8) and all(row[k] > 0 for k in ('xla', 'xla_dyT', 'torch'))
+    with pytest.raises(SystemExit):
+        tn_matmul.parse_shape('64,9')
