@@ -134,38 +134,37 @@ def thunk_cpu_times(lines) -> list[tuple[dict, float]]:
     thunk. Tasks that run thunks themselves (the executor's) are not counted again.
     """
     owner_of_record: dict = {}  # flow id -> ('op', index) | ('task', flow id) | None
-    tasks = []  # (flow id, ns, runs thunks)
+    tasks = []  # (flow id, ns)
+    executor_tasks = set()  # flow ids of tasks that ran a thunk
     ops = []  # (stats, ns)
     for events in lines:
-        stack = []  # open ('op', index, end_ns) and ('task', flow id, runs-thunks list)
+        stack = []  # open ('op', index, end_ns) and ('task', flow id, start_ns)
         for event in sorted(events, key=lambda e: (e.start_ns, -e.duration_ns)):
             while stack and stack[-1][0] == 'op' and stack[-1][2] <= event.start_ns:
                 stack.pop()
             stats = dict(event.stats)
             if stats.get('hlo_op'):
-                for item in stack:
-                    if item[0] == 'task':
-                        item[2][0] = True
+                executor_tasks.update(item[1] for item in stack if item[0] == 'task')
                 ops.append((stats, event.duration_ns))
                 stack.append(('op', len(ops) - 1, event.start_ns + event.duration_ns))
             elif event.name == 'ThreadpoolListener::Record' and '_p' in stats:
                 owner = (stack[-1][0], stack[-1][1]) if stack else None
                 owner_of_record[stats['_p']] = owner
             elif event.name == 'ThreadpoolListener::StartRegion' and '_c' in stats:
-                stack.append(('task', stats['_c'], [False], event.start_ns))
+                stack.append(('task', stats['_c'], event.start_ns))
             elif event.name == 'ThreadpoolListener::StopRegion':
                 while stack and stack[-1][0] == 'op':
                     stack.pop()
                 if stack:
-                    _, flow, runs_thunks, begun = stack.pop()
-                    tasks.append((flow, event.start_ns - begun, runs_thunks[0]))
+                    _, flow, begun = stack.pop()
+                    tasks.append((flow, event.start_ns - begun))
     cpu = [ns for _, ns in ops]
-    for flow, ns, runs_thunks in tasks:
+    for flow, ns in tasks:
         owner, seen = owner_of_record.get(flow), set()
         while owner is not None and owner[0] == 'task' and owner[1] not in seen:
             seen.add(owner[1])
             owner = owner_of_record.get(owner[1])
-        if owner is not None and owner[0] == 'op' and not runs_thunks:
+        if owner is not None and owner[0] == 'op' and flow not in executor_tasks:
             cpu[owner[1]] += ns
     return [(stats, ns) for (stats, _), ns in zip(ops, cpu)]
 
