@@ -117,6 +117,7 @@ IM2COL_DW_MIN_COUT = 64  # im2col's dW matmul has C_out columns; narrower, XLA's
 BANDED_COLUMNS = 64  # a banded matmul's N (block width x C_out) is at least about this wide
 BANDED_MAX_COUT = 64  # from this many C_out, one output column already fills a matmul's N
 BANDED_MAX_BYTES = 64 * 2**20  # its patch matrix, built once for forward and dW, fits this
+BANDED_ROW_BLOCKS = 2  # its matmul runs as a batch of this many row blocks (conv_banded)
 COL2IM_MAX_COUT_PERCENT = 50  # col2im for a stride-1 conv with C_out <= this % of C_in ...
 COL2IM_MAX_BYTES = 16 * 2**20  # ... whose tap products (N·H·W·taps·C_out) fit in this
 
@@ -411,7 +412,8 @@ def conv_banded(x, w, spec: ConvSpec):
     rows i and a window of input columns a of x[.., b·B·s + a, c] · T[i, a, c, j, o], where T
     holds w[i, k, c, o] at a = j·s + k·d and exact zeros elsewhere. So the conv is one matmul
     with K = kh·window·C_in and N = B·C_out, wide even for LeNet's 6 -> 16, at the cost of the
-    zeros (window/kw of the work); its transposes give dx and dW."""
+    zeros (window/kw of the work), run as BANDED_ROW_BLOCKS row blocks
+    (``_row_blocked_matmul``); its transposes give dx and dW."""
     w = _dense_weight(w, spec.groups)
     n, h, wd, c = x.shape
     kh, kw, _, co = w.shape
@@ -437,8 +439,25 @@ def conv_banded(x, w, spec: ConvSpec):
     a, j, k = np.arange(window)[None, :, None], np.arange(block)[None, None, :], np.arange(kw)
     band = jnp.asarray(a == j * sw + k[:, None, None] * dw, w.dtype)  # (kw, window, block)
     t = jnp.einsum('ikco,kaj->iacjo', w, band).reshape(kh * window * c, block * co)
-    y = (patches @ t).reshape(n, oh, blocks * block, co)
+    y = _row_blocked_matmul(patches, t, BANDED_ROW_BLOCKS).reshape(n, oh, blocks * block, co)
     return y[:, :, :ow]
+
+
+def _row_blocked_matmul(a, b, row_blocks: int):
+    """``a @ b`` as one batched matmul over ``row_blocks`` blocks of a's rows, b shared.
+
+    Its transpose for b is then a batch of shorter weight-gradient contractions summed, where
+    ``a @ b`` gives one contraction over all of a's rows (N·H·W). XLA:CPU runs that one on
+    Eigen (YNNPACK takes no transposed left operand), and Eigen's dot is faster on the shorter
+    ones (figures: ``benchmarks/README.md``). All three passes use the same blocked form, so
+    the forward and the weight gradient still share one patch matrix."""
+    m, k = a.shape
+    if row_blocks <= 1 or m % row_blocks:
+        return a @ b
+    shared = jnp.broadcast_to(b, (row_blocks, *b.shape))
+    blocked = a.reshape(row_blocks, m // row_blocks, k)
+    y = lax.dot_general(blocked, shared, (((2,), (1,)), ((0,), (0,))))
+    return y.reshape(m, b.shape[1])
 
 
 def conv_col2im(x, w, spec: ConvSpec):

@@ -420,6 +420,37 @@ def test_banded_blocks_keep_the_matmul_wide_and_cover_every_output_column():
             assert 1 <= block <= width and -(-width // block) * block < width + block
 
 
+def _batched_dots(fn, *args) -> list[bool]:
+    """For each dot_general in fn's jaxpr (forward and gradients): does it have batch dims?"""
+    text = str(jax.make_jaxpr(fn)(*args))
+    return ['dimension_numbers=(([' in line and '], [0]))' in line for line in text.splitlines()
+            if 'dot_general' in line]  # fmt: skip
+
+
+@pytest.mark.parametrize('n', [2, 3])  # 3 images, 5 output rows, one block: M odd, unblocked
+def test_banded_row_blocks_change_only_the_rounding_and_fall_back_on_odd_rows(monkeypatch, n):
+    spec = cl.ConvSpec((2, 2), (3, 3), (1, 1), 1)
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.standard_normal((n, 9, 9, 3)))
+        w = jnp.asarray(rng.standard_normal((7, 7, 3, 4)))
+
+        r = jnp.asarray(rng.standard_normal((n, 5, 5, 4)))  # weights every output differently
+        results = {}
+        for blocks in (1, 2):
+            monkeypatch.setattr(cl, 'BANDED_ROW_BLOCKS', blocks)
+
+            def loss(x, w):  # a new function each time: JAX caches traces per function
+                return jnp.sum(jnp.sin(cl.conv_banded(x, w, spec)) * r)
+
+            grads = jax.value_and_grad(loss, argnums=(0, 1))
+            results[blocks] = grads(x, w)
+            dots = _batched_dots(grads, x, w)
+            assert dots and any(dots) == (blocks == 2 and n % 2 == 0), dots
+    for a, b in zip(jax.tree.leaves(results[1]), jax.tree.leaves(results[2])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+
+
 def test_space_to_depth_blocks_hold_each_kernel_tap_once_per_output_phase():
     # 5 taps, stride 1, 2x2 output blocks: a 3-block kernel; each (output phase q) column
     # holds every original tap exactly once, the rest are the appended zero (index k).
