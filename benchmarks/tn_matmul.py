@@ -10,6 +10,8 @@ at the top of LeNet, ResNet-18, ResNeXt, DenseNet, GoogLeNet and NiN. Timed side
 * ``xla``: the dot as autodiff writes it (``dot_general`` contracting axis 0 of both);
 * ``xla_dyT``: dY transposed into its own buffer first, then a plain (YNN) matmul, giving
   dW^T (N, K);
+* ``xla_splitK``: the contraction cut into ``SPLIT_K`` blocks of rows, one batched dot over the
+  blocks and a sum of the partial products (split-K, as GPU GEMMs do for long contractions);
 * ``torch``: ``torch.mm(P.t(), dY)`` on the same data (torch's CPU sgemm).
 
 The default shapes are the slowest such dots of the course networks at batch 128.
@@ -36,6 +38,10 @@ SHAPES = (
     (16384, 576, 128),  # a VGG-11 3x3 conv, chunked im2col
     (4096, 2304, 256),  # a VGG-11 3x3 conv, chunked im2col
 )
+
+
+#: How many row blocks ``xla_splitK`` cuts M into (M is divided by it, or the form is skipped).
+SPLIT_K = 4
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -66,6 +72,11 @@ def main(argv=None) -> list[dict]:
     def xla_dyt(p, g):
         return jax.lax.optimization_barrier(jnp.transpose(g)) @ p
 
+    def xla_split_k(p, g):
+        (m, k), n = p.shape, g.shape[1]
+        blocks = (p.reshape(SPLIT_K, m // SPLIT_K, k), g.reshape(SPLIT_K, m // SPLIT_K, n))
+        return jax.lax.dot_general(*blocks, (((1,), (1,)), ((0,), (0,)))).sum(0)
+
     print(f'cpu: {conv_autotune.cpu_model()} ({conv_autotune.cpu_isa()}); torch threads '
           f'{torch.get_num_threads()}; median of {args.repeats}, GFLOP/s', flush=True)  # fmt: skip
     rows = []
@@ -76,12 +87,17 @@ def main(argv=None) -> list[dict]:
         p, g = jnp.asarray(p_np), jnp.asarray(g_np)
         pt, gt = torch.from_numpy(p_np), torch.from_numpy(g_np)
         runs = {}
-        for name, fn in (('xla', xla), ('xla_dyT', xla_dyt)):
+        forms = [('xla', xla), ('xla_dyT', xla_dyt)]
+        if m % SPLIT_K == 0:
+            forms.append(('xla_splitK', xla_split_k))
+        for name, fn in forms:
             compiled = jax.jit(fn).lower(p, g).compile()
             runs[name] = lambda c=compiled, p=p, g=g: c(p, g).block_until_ready()
         runs['torch'] = lambda pt=pt, gt=gt: torch.mm(pt.t(), gt)
         reference = np.asarray(runs['xla']())
         assert np.allclose(np.asarray(runs['xla_dyT']()).T, reference, rtol=1e-3, atol=1e-2)
+        if 'xla_splitK' in runs:
+            assert np.allclose(np.asarray(runs['xla_splitK']()), reference, rtol=1e-3, atol=1e-2)
         times = {name: [] for name in runs}
         for run in runs.values():
             run()  # warm up
