@@ -420,11 +420,22 @@ def test_banded_blocks_keep_the_matmul_wide_and_cover_every_output_column():
             assert 1 <= block <= width and -(-width // block) * block < width + block
 
 
+def _jaxpr_eqns(jaxpr):
+    """Every equation of a jaxpr and of the jaxprs nested in its equations (jit, custom_vjp)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                sub = getattr(sub, 'jaxpr', sub)  # a ClosedJaxpr holds its Jaxpr
+                if hasattr(sub, 'eqns'):
+                    yield from _jaxpr_eqns(sub)
+
+
 def _batched_dots(fn, *args) -> list[bool]:
     """For each dot_general in fn's jaxpr (forward and gradients): does it have batch dims?"""
-    text = str(jax.make_jaxpr(fn)(*args))
-    return ['dimension_numbers=(([' in line and '], [0]))' in line for line in text.splitlines()
-            if 'dot_general' in line]  # fmt: skip
+    eqns = _jaxpr_eqns(jax.make_jaxpr(fn)(*args).jaxpr)
+    return [bool(e.params['dimension_numbers'][1][0]) for e in eqns
+            if e.primitive.name == 'dot_general']  # fmt: skip
 
 
 @pytest.mark.parametrize('n', [2, 3])  # 3 images, 5 output rows, one block: M odd, unblocked
