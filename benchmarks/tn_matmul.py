@@ -10,6 +10,8 @@ at the top of LeNet, ResNet-18, ResNeXt, DenseNet, GoogLeNet and NiN. Timed side
 * ``xla``: the dot as autodiff writes it (``dot_general`` contracting axis 0 of both);
 * ``xla_dyT``: dY transposed into its own buffer first, then a plain (YNN) matmul, giving
   dW^T (N, K);
+* ``xla_PT``: P transposed into its own buffer first, then a plain (YNN) matmul giving dW
+  itself (K, N): cheap where M is only the batch, as in a Linear layer's weight gradient;
 * ``xla_splitK``: the contraction cut into ``SPLIT_K`` blocks of rows, one batched dot over the
   blocks and a sum of the partial products (split-K, as GPU GEMMs do for long contractions);
 * ``torch``: ``torch.mm(P.t(), dY)`` on the same data (torch's CPU sgemm).
@@ -72,6 +74,9 @@ def main(argv=None) -> list[dict]:
     def xla_dyt(p, g):
         return jax.lax.optimization_barrier(jnp.transpose(g)) @ p
 
+    def xla_pt(p, g):
+        return jax.lax.optimization_barrier(jnp.transpose(p)) @ g
+
     def xla_split_k(p, g):
         (m, k), n = p.shape, g.shape[1]
         blocks = (p.reshape(SPLIT_K, m // SPLIT_K, k), g.reshape(SPLIT_K, m // SPLIT_K, n))
@@ -87,7 +92,7 @@ def main(argv=None) -> list[dict]:
         p, g = jnp.asarray(p_np), jnp.asarray(g_np)
         pt, gt = torch.from_numpy(p_np), torch.from_numpy(g_np)
         runs = {}
-        forms = [('xla', xla), ('xla_dyT', xla_dyt)]
+        forms = [('xla', xla), ('xla_dyT', xla_dyt), ('xla_PT', xla_pt)]
         if m % SPLIT_K == 0:
             forms.append(('xla_splitK', xla_split_k))
         for name, fn in forms:
@@ -96,6 +101,7 @@ def main(argv=None) -> list[dict]:
         runs['torch'] = lambda pt=pt, gt=gt: torch.mm(pt.t(), gt)
         reference = np.asarray(runs['xla']())
         assert np.allclose(np.asarray(runs['xla_dyT']()).T, reference, rtol=1e-3, atol=1e-2)
+        assert np.allclose(np.asarray(runs['xla_PT']()), reference, rtol=1e-3, atol=1e-2)
         if 'xla_splitK' in runs:
             assert np.allclose(np.asarray(runs['xla_splitK']()), reference, rtol=1e-3, atol=1e-2)
         times = {name: [] for name in runs}

@@ -97,7 +97,7 @@ def test_compile_options_counts_copies_of_the_donated_state_and_checks_the_numbe
 
 def test_tn_matmul_times_every_variant_of_a_shape():
     (row,) = tn_matmul.main(['--shape', '64,9,8', '--repeats', '1'])
-    forms = ('xla', 'xla_dyT', 'xla_splitK', 'torch')
+    forms = ('xla', 'xla_dyT', 'xla_PT', 'xla_splitK', 'torch')
     assert row['shape'] == (64, 9, 8) and all(row[k] > 0 for k in forms)
     (odd,) = tn_matmul.main(['--shape', '63,9,8', '--repeats', '1'])  # M not divisible: skipped
     assert 'xla_splitK' not in odd and odd['xla'] > 0
