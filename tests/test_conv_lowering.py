@@ -10,6 +10,7 @@ and maps so small that some kernel taps only ever see padding.
 from __future__ import annotations
 
 import jax
+import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -422,13 +423,9 @@ def test_banded_blocks_keep_the_matmul_wide_and_cover_every_output_column():
 
 def _jaxpr_eqns(jaxpr):
     """Every equation of a jaxpr and of the jaxprs nested in its equations (jit, custom_vjp)."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (tuple, list)) else (value,):
-                sub = getattr(sub, 'jaxpr', sub)  # a ClosedJaxpr holds its Jaxpr
-                if hasattr(sub, 'eqns'):
-                    yield from _jaxpr_eqns(sub)
+    yield from jaxpr.eqns
+    for sub in jax_core.subjaxprs(jaxpr):
+        yield from _jaxpr_eqns(sub)
 
 
 def _batched_dots(fn, *args) -> list[bool]:
