@@ -116,7 +116,7 @@ XLA_DX_MIN_CHANNELS = 128  # a stride-1 widening conv's dx leaves XLA below this
 IM2COL_DW_MIN_COUT = 64  # im2col's dW matmul has C_out columns; narrower, XLA's dW is faster
 BANDED_COLUMNS = 64  # a banded matmul's N (block width x C_out) is at least about this wide
 BANDED_MAX_COUT = 64  # from this many C_out, one output column already fills a matmul's N
-BANDED_MAX_BYTES = 64 * 2**20  # its patch matrix, built once for forward and dW, fits this
+BANDED_MAX_BYTES = 64 * 2**20  # its patch matrix (built once for forward and dW) or a chunk's
 BANDED_ROW_BLOCKS = 2  # its matmul runs as a batch of this many row blocks (conv_banded)
 COL2IM_MAX_COUT_PERCENT = 50  # col2im for a stride-1 conv with C_out <= this % of C_in ...
 COL2IM_MAX_BYTES = 16 * 2**20  # ... whose tap products (N·H·W·taps·C_out) fit in this
@@ -604,18 +604,21 @@ def banded_bytes(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> int:
     return n * oh * -(-ow // block) * kh * window * cin * itemsize
 
 
-def banded(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> bool:
-    """A conv with fewer than FEW_CHANNELS in, whose banded patch matrix fits BANDED_MAX_BYTES:
-    stride 1 with fewer than BANDED_MAX_COUT out (LeNet's two convs), or strided (the 7×7/2
-    and 11×11/4 stems on 3 channels), where with C_out >= BANDED_MAX_COUT a block is one
-    output column: an im2col whose patches are kh row slices, not kh·kw tap slices."""
+def banded(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Pass | None:
+    """The banded pass for a conv with fewer than FEW_CHANNELS in: stride 1 with fewer than
+    BANDED_MAX_COUT out (LeNet's two convs), or strided (the 7×7/2 and 11×11/4 stems on 3
+    channels), where with C_out >= BANDED_MAX_COUT a block is one output column: an im2col
+    whose patches are kh row slices, not kh·kw tap slices. On the whole batch when its patch
+    matrix fits BANDED_MAX_BYTES (the forward and dW then share it), else on batch chunks that
+    fit: XLA's weight gradient with 3 channels in can run 6x below the banded one (a 64² stem).
+    None where the conv is not such a conv."""
     *_, cin, cout = w_shape
-    return (
-        spec.groups == 1
-        and cin < FEW_CHANNELS
-        and (spec.stride != (1, 1) or cout < BANDED_MAX_COUT)
-        and banded_bytes(x_shape, w_shape, spec, itemsize) <= BANDED_MAX_BYTES
-    )
+    wide_stride_1 = spec.stride == (1, 1) and cout >= BANDED_MAX_COUT
+    if spec.groups != 1 or cin >= FEW_CHANNELS or wide_stride_1:
+        return None
+    n = x_shape[0]
+    chunk = _chunk(n, banded_bytes(x_shape, w_shape, spec, itemsize) / n, BANDED_MAX_BYTES)
+    return Pass('banded', chunk)
 
 
 def narrowing(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> bool:
@@ -643,8 +646,9 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     | an input or output map of 2×2 or less  | im2col  | im2col                 | small/large |
     | a kernel wider than the input map      | small   | small                  | XLA         |
     | C_in < FEW_CHANNELS; stride 1 with     | banded  | banded                 | banded      |
-    | C_out < BANDED_MAX_COUT, or strided;   |         |                        |             |
-    | patches <= BANDED_MAX_BYTES (banded)   |         |                        |             |
+    | C_out < BANDED_MAX_COUT, or strided    |         |                        |             |
+    | (banded; on batch chunks of patches    |         |                        |             |
+    | <= BANDED_MAX_BYTES where larger)      |         |                        |             |
     | stride 1, C_out <= C_in/2 (narrowing)  | col2im  | col2im                 | col2im      |
     | output map of 4×4 or less              | XLA     | small                  | XLA         |
     | one tap's view < SMALL_VIEW_BYTES      | XLA     | XLA [2]                | XLA         |
@@ -678,8 +682,8 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
         return Plan(im2col, im2col, small_or_large)  # matmul per tap, even at wide C_in
     if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > wd:  # every window reaches into padding:
         return Plan(small, small, xla)  # XLA's forward and dx leave the fast path, not its dW
-    if banded(x_shape, w_shape, spec, itemsize):  # LeNet's convs and the 3-channel stems:
-        band = Pass('banded')  # XLA's conv runs up to 5x below the banded matmul there
+    band = banded(x_shape, w_shape, spec, itemsize)  # LeNet's convs and the 3-channel stems:
+    if band is not None:  # XLA's conv runs up to 6x below the banded matmul there
         return Plan(band, band, band)
     if narrowing(x_shape, w_shape, spec, itemsize):  # DenseNet's growth convs (160 -> 32)
         col2im = Pass('col2im')
