@@ -610,7 +610,7 @@ def banded(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Pass | None:
     channels), where with C_out >= BANDED_MAX_COUT a block is one output column: an im2col
     whose patches are kh row slices, not kh·kw tap slices. On the whole batch when its patch
     matrix fits BANDED_MAX_BYTES (the forward and dW then share it), else on batch chunks that
-    fit: XLA's weight gradient with 3 channels in can run 6x below the banded one (a 64² stem).
+    fit, since XLA's weight gradient with 3 channels in is far slower there (benchmarks/README.md).
     None where the conv is not such a conv."""
     *_, cin, cout = w_shape
     wide_stride_1 = spec.stride == (1, 1) and cout >= BANDED_MAX_COUT
@@ -683,7 +683,7 @@ def cpu_plan(x_shape, w_shape, spec: ConvSpec, itemsize: int = 4) -> Plan:
     if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > wd:  # every window reaches into padding:
         return Plan(small, small, xla)  # XLA's forward and dx leave the fast path, not its dW
     band = banded(x_shape, w_shape, spec, itemsize)  # LeNet's convs and the 3-channel stems:
-    if band is not None:  # XLA's conv runs up to 6x below the banded matmul there
+    if band is not None:  # XLA's conv runs up to 5x below the banded matmul there
         return Plan(band, band, band)
     if narrowing(x_shape, w_shape, spec, itemsize):  # DenseNet's growth convs (160 -> 32)
         col2im = Pass('col2im')

@@ -378,7 +378,7 @@ def test_cpu_plan_moves_few_input_channel_convs_to_the_banded_matmul():
     assert cl.Pass('banded') not in wide  # one output column already fills the matmul's N
 
 
-def test_cpu_plan_moves_strided_three_channel_stems_to_banded_while_the_patches_fit():
+def test_cpu_plan_moves_strided_three_channel_stems_to_banded_in_chunks_that_fit():
     resnet = cl.ConvSpec((2, 2), (3, 3), (1, 1), 1)
     stem = ((128, 32, 32, 3), (7, 7, 3, 64))
     assert cl.cpu_plan(*stem, resnet) == cl.Plan(*(cl.Pass('banded'),) * 3)
